@@ -1,0 +1,178 @@
+# libsparseresid — build, test, install. Plain GNU make; no other build system.
+
+VERSION      := 1.0.0
+SOMAJOR      := 1
+PREFIX       ?= /usr/local
+LIBDIR       ?= $(PREFIX)/lib
+INCLUDEDIR   ?= $(PREFIX)/include
+BINDIR       ?= $(PREFIX)/bin
+DESTDIR      ?=
+
+CC           ?= cc
+CXX          ?= c++
+PKG_CONFIG   ?= pkg-config
+PYTHON       ?= /usr/bin/python3
+OPT          ?= -O2 -g
+WARN         := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+CSTD         := -std=c11
+# Debian ships no blis.pc: fall back to plain -lblis.
+BLIS_CFLAGS  ?= $(shell $(PKG_CONFIG) --cflags blis 2>/dev/null)
+BLIS_LIBS    ?= $(shell $(PKG_CONFIG) --libs blis 2>/dev/null || echo -lblis)
+LAPACK_LIBS  ?= $(shell $(PKG_CONFIG) --libs lapack 2>/dev/null || echo -llapack)
+JANSSON_CFLAGS ?= $(shell $(PKG_CONFIG) --cflags jansson 2>/dev/null)
+JANSSON_LIBS ?= $(shell $(PKG_CONFIG) --libs jansson 2>/dev/null || echo -ljansson)
+CHECK_CFLAGS ?= $(shell $(PKG_CONFIG) --cflags check 2>/dev/null)
+CHECK_LIBS   ?= $(shell $(PKG_CONFIG) --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm -lpthread)
+
+DEP_LIBS     := $(BLIS_LIBS) $(LAPACK_LIBS) $(JANSSON_LIBS) -lm -lpthread
+LIB_CFLAGS   := $(CSTD) $(OPT) $(WARN) -D_GNU_SOURCE -Iinclude -Isrc \
+                $(BLIS_CFLAGS) $(JANSSON_CFLAGS) -fvisibility=hidden $(CFLAGS)
+
+LIB_SRC      := $(sort $(wildcard src/*.c))
+LIB_PIC_OBJ  := $(LIB_SRC:src/%.c=build/pic/%.o)
+LIB_OBJ      := $(LIB_SRC:src/%.c=build/static/%.o)
+HEADERS      := $(wildcard include/sparseresid/*.h)
+
+SONAME       := libsparseresid.so.$(SOMAJOR)
+SHLIB        := lib/libsparseresid.so.$(VERSION)
+STLIB        := lib/libsparseresid.a
+
+EX_COMMON    := examples/cli.c
+EX_PROGS     := $(filter-out $(EX_COMMON),$(wildcard examples/sr-*.c))
+EX_BIN       := $(EX_PROGS:examples/%.c=bin/%)
+
+TEST_SRC     := $(sort $(wildcard tests/test_*.c)) tests/check_main.c tests/testutil.c
+SAN_FLAGS    := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+
+.PHONY: all lib examples check check-unit check-asan check-valgrind check-abi check-headers \
+        check-pkgconfig check-python check-tools abi-baseline install uninstall deps clean run
+
+all: lib examples
+
+lib: $(SHLIB) lib/$(SONAME) lib/libsparseresid.so $(STLIB) sparseresid.pc
+
+build/pic/%.o: src/%.c $(HEADERS) src/internal.h $(wildcard src/*.h)
+	@mkdir -p $(@D)
+	$(CC) $(LIB_CFLAGS) -fPIC -c $< -o $@
+
+build/static/%.o: src/%.c $(HEADERS) src/internal.h $(wildcard src/*.h)
+	@mkdir -p $(@D)
+	$(CC) $(LIB_CFLAGS) -c $< -o $@
+
+$(SHLIB): $(LIB_PIC_OBJ) src/libsparseresid.map
+	@mkdir -p $(@D)
+	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=src/libsparseresid.map \
+	    -Wl,--no-undefined -o $@ $(LIB_PIC_OBJ) $(DEP_LIBS) $(LDFLAGS)
+
+lib/$(SONAME): $(SHLIB)
+	ln -sf $(notdir $(SHLIB)) $@
+
+lib/libsparseresid.so: lib/$(SONAME)
+	ln -sf $(SONAME) $@
+
+$(STLIB): $(LIB_OBJ)
+	@mkdir -p $(@D)
+	rm -f $@
+	ar rcs $@ $^
+
+sparseresid.pc: sparseresid.pc.in Makefile
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' \
+	    -e 's|@PRIVATE_LIBS@|$(DEP_LIBS)|g' $< > $@
+
+# Example programs link the shared library, as users do.
+examples: $(EX_BIN)
+
+bin/%: examples/%.c $(EX_COMMON) examples/cli.h $(HEADERS) lib/libsparseresid.so
+	@mkdir -p $(@D)
+	$(CC) $(CSTD) $(OPT) $(WARN) -D_GNU_SOURCE -Iinclude $(CFLAGS) -o $@ $< $(EX_COMMON) \
+	    -Llib -lsparseresid -Wl,-rpath,'$$ORIGIN/../lib' $(JANSSON_LIBS) -lm $(LDFLAGS)
+
+# ---- tests ----
+# The unit tests link the library objects directly so that internal helpers
+# can be tested too; the public ABI is exercised by the tools, the Python
+# tests and the pkg-config test against the shared library.
+build/check_sparseresid: $(TEST_SRC) tests/testutil.h $(LIB_OBJ)
+	@mkdir -p $(@D)
+	$(CC) $(CSTD) $(OPT) $(WARN) -D_GNU_SOURCE -Iinclude -Isrc -Itests $(BLIS_CFLAGS) \
+	    $(JANSSON_CFLAGS) $(CHECK_CFLAGS) $(CFLAGS) -o $@ $(TEST_SRC) $(LIB_OBJ) \
+	    $(CHECK_LIBS) $(DEP_LIBS) $(LDFLAGS)
+
+build/check_sparseresid_asan: $(TEST_SRC) tests/testutil.h $(LIB_SRC) $(HEADERS) src/internal.h
+	@mkdir -p $(@D)
+	$(CC) $(CSTD) -O1 -g $(WARN) $(SAN_FLAGS) -D_GNU_SOURCE -Iinclude -Isrc -Itests \
+	    $(BLIS_CFLAGS) $(JANSSON_CFLAGS) $(CHECK_CFLAGS) $(CFLAGS) -o $@ $(TEST_SRC) $(LIB_SRC) \
+	    $(CHECK_LIBS) $(DEP_LIBS) $(LDFLAGS)
+
+check: check-unit check-asan check-valgrind check-headers check-abi check-pkgconfig \
+       check-tools check-python
+	@echo "check: all groups passed"
+
+check-unit: build/check_sparseresid
+	SRESID_TEST_DIR=tests ./build/check_sparseresid
+
+check-asan: build/check_sparseresid_asan
+	SRESID_TEST_DIR=tests ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ./build/check_sparseresid_asan
+
+check-valgrind: build/check_sparseresid
+	SRESID_TEST_DIR=tests CK_FORK=no SRESID_TEST_QUICK=1 valgrind -q --error-exitcode=99 \
+	    --leak-check=full --errors-for-leak-kinds=definite,indirect \
+	    --suppressions=tests/valgrind.supp ./build/check_sparseresid
+
+check-headers: $(HEADERS)
+	@mkdir -p build/headers
+	@for h in $(notdir $(HEADERS)); do \
+	  printf '#include <sparseresid/%s>\nint main(void){return 0;}\n' $$h > build/headers/$$h.c; \
+	  $(CC) -std=c11 -pedantic -Wall -Wextra -Werror -Iinclude -c build/headers/$$h.c \
+	      -o build/headers/$$h.o || exit 1; \
+	  cp build/headers/$$h.c build/headers/$$h.cpp; \
+	  $(CXX) -std=c++11 -pedantic -Wall -Wextra -Werror -Iinclude -c build/headers/$$h.cpp \
+	      -o build/headers/$$h.cpp.o || exit 1; \
+	done; echo "headers: each public header compiles alone as C11 and C++11"
+
+check-abi: lib
+	./abi/check-abi lib/$(SONAME)
+
+abi-baseline: lib
+	./abi/check-abi --update lib/$(SONAME)
+
+check-pkgconfig: lib
+	./tests/pkgconfig-test.sh
+
+check-tools: all
+	./tests/tools-test.sh
+
+check-python: lib
+	$(PYTHON) -m unittest discover -s tests/python -t . -v
+
+run: all
+	./bin/sr-info tests/fixtures/faceapi.face_landmark_68_model.f32.safetensors \
+	    tests/fixtures/faceapi.face_expression_model.f32.safetensors
+
+# ---- install ----
+install: lib examples
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR)/sparseresid \
+	    $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(BINDIR)
+	install -m 755 $(SHLIB) $(DESTDIR)$(LIBDIR)/
+	ln -sf $(notdir $(SHLIB)) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libsparseresid.so
+	install -m 644 $(STLIB) $(DESTDIR)$(LIBDIR)/
+	install -m 644 $(HEADERS) $(DESTDIR)$(INCLUDEDIR)/sparseresid/
+	install -m 644 sparseresid.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
+	install -m 755 $(EX_BIN) $(DESTDIR)$(BINDIR)/
+
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/$(notdir $(SHLIB)) $(DESTDIR)$(LIBDIR)/$(SONAME) \
+	    $(DESTDIR)$(LIBDIR)/libsparseresid.so $(DESTDIR)$(LIBDIR)/libsparseresid.a \
+	    $(DESTDIR)$(LIBDIR)/pkgconfig/sparseresid.pc
+	rm -rf $(DESTDIR)$(INCLUDEDIR)/sparseresid
+	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(notdir $(EX_BIN)))
+
+# Installs the Debian packages the build and the tests need; a no-op when
+# all are present.
+deps:
+	./.ci/deps.sh
+
+clean:
+	rm -rf build lib bin sparseresid.pc

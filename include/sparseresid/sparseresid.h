@@ -1,0 +1,14 @@
+/*
+ * libsparseresid — residuals of neural-network checkpoints and amplitude-only
+ * fine-tuning. This header includes every public module.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef SPARSERESID_H
+#define SPARSERESID_H
+
+#include "common.h"
+#include "model.h"
+#include "residual.h"
+
+#endif /* SPARSERESID_H */

@@ -1,0 +1,127 @@
+/* Private declarations shared by the library's source files. Never installed. */
+#ifndef SPARSERESID_INTERNAL_H
+#define SPARSERESID_INTERNAL_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sparseresid/sparseresid.h"
+
+#define SRESID__MAX_NDIM 64
+#define SRESID__HEADER_LIMIT 100000000ull /* as the reference implementation */
+
+/* ---- errors (common.c) ---- */
+/* Record a formatted message for sresid_last_error and return status. */
+sresid_status sresid__fail(sresid_status status, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Check an options struct: NULL is fine; size below min_size or a non-zero
+ * tail past known_size is rejected. Returns OK or INVALID_ARG with a message. */
+sresid_status sresid__check_opts(const void *opts, size_t known_size, size_t min_size,
+                                 const char *what);
+
+/* ---- overflow-checked arithmetic ---- */
+static inline bool sresid__mul_u64(uint64_t a, uint64_t b, uint64_t *out)
+{
+    return !__builtin_mul_overflow(a, b, out);
+}
+static inline bool sresid__add_u64(uint64_t a, uint64_t b, uint64_t *out)
+{
+    return !__builtin_add_overflow(a, b, out);
+}
+
+/* ---- dtypes (dtype.c) ---- */
+float sresid__f16_to_f32(uint16_t h);
+float sresid__bf16_to_f32(uint16_t h);
+float sresid__e5m2_to_f32(uint8_t v);
+float sresid__e4m3_to_f32(uint8_t v);
+uint16_t sresid__f32_to_f16(float f);  /* round to nearest even */
+uint16_t sresid__f32_to_bf16(float f); /* round to nearest even, NaN kept quiet */
+/* Convert n elements of a float dtype at src (little-endian, any alignment)
+ * to float32. dtype must satisfy sresid_dtype_is_float. */
+void sresid__to_f32(sresid_dtype dtype, const unsigned char *src, float *dst, size_t n);
+
+/* ---- names (names.c) ---- */
+/* Case-insensitive glob over the whole string: '*' any run, '?' one byte. */
+bool sresid__glob_match(const char *pattern, const char *s);
+/* Kind from user rules (tried first) then the defaults unless replace. */
+int32_t sresid__classify(const char *name, char *const *patterns, const int32_t *kinds,
+                         size_t n, bool replace);
+/* Layer index: the first '.' or '/' separated component made only of digits
+ * (value <= INT32_MAX), or -1. *role gets a malloc'd copy of the name with that
+ * component replaced by "{L}" (or an exact copy). Returns false on NOMEM. */
+bool sresid__layer_role(const char *name, int32_t *layer, char **role);
+
+/* ---- model (model.c) ---- */
+typedef struct sresid__file {
+    char *path;
+    void *map;        /* NULL when the file is empty */
+    size_t map_len;
+} sresid__file;
+
+typedef struct sresid__tensor {
+    char *name;
+    char *role;
+    int64_t *shape;            /* ndim entries, NULL if ndim == 0 */
+    int32_t ndim;
+    sresid_dtype dtype;
+    int64_t numel;
+    uint64_t nbytes;
+    const unsigned char *data; /* mapped, owned or borrowed */
+    void *owned;               /* freed with the model */
+    int32_t file;              /* index into files, or -1 for memory */
+    int32_t kind;
+    int32_t layer;
+} sresid__tensor;
+
+struct sresid_model {
+    sresid__tensor *tensors;
+    size_t count, cap;
+    size_t *hash;              /* open addressing, index+1, 0 = empty */
+    size_t hash_cap;           /* power of two, > 2 * count */
+    sresid__file *files;
+    size_t nfiles;
+    char **meta_keys;
+    char **meta_values;
+    size_t meta_count, meta_cap;
+    char **rule_patterns;
+    int32_t *rule_kinds;
+    size_t rule_count;
+    bool rules_replace;
+    int32_t layout;
+    uint32_t flags;
+};
+
+/* Add a tensor already validated; takes ownership of nothing: copies name,
+ * shape; data pointer stored as given with owned (may be NULL). */
+sresid_status sresid__model_push(sresid_model *m, const char *name, sresid_dtype dtype,
+                                 int32_t ndim, const int64_t *shape, int64_t numel,
+                                 uint64_t nbytes, const unsigned char *data, void *owned,
+                                 int32_t file);
+/* Validate a shape: ndim in [0, 64], dims >= 0, numel and bytes within 64 bits
+ * and SIZE_MAX. */
+sresid_status sresid__shape_numel(const int64_t *shape, int32_t ndim, sresid_dtype dtype,
+                                  int64_t *numel, uint64_t *nbytes);
+/* Matrix view of tensor t under layout. */
+void sresid__matrix_view(const sresid__tensor *t, int32_t layout, int64_t *rows, int64_t *cols);
+/* Convert elements [first, first+n) of tensor t to float32, releasing mapped
+ * pages afterwards unless the model keeps them. */
+void sresid__tensor_to_f32(const sresid_model *m, const sresid__tensor *t, size_t first,
+                           size_t n, float *dst);
+/* Tell the kernel the mapped pages of t's bytes [off, off+len) may go. */
+void sresid__release_pages(const sresid_model *m, const sresid__tensor *t, uint64_t off,
+                           uint64_t len);
+bool sresid__utf8_valid(const char *s, size_t len);
+
+/* ---- safetensors (safetensors.c) ---- */
+/* Map one file and append its tensors and metadata to m. */
+sresid_status sresid__st_open_file(sresid_model *m, const char *path);
+sresid_status sresid__st_save(const sresid_model *m, const char *path, uint32_t flags);
+
+/* ---- shards (shards.c) ---- */
+sresid_status sresid__open_index(sresid_model *m, const char *index_path);
+sresid_status sresid__open_dir(sresid_model *m, const char *dir);
+
+#endif /* SPARSERESID_INTERNAL_H */

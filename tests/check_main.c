@@ -1,0 +1,30 @@
+/* Runs every Check suite of the library. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "testutil.h"
+
+Suite *suite_common(void);
+Suite *suite_dtype(void);
+Suite *suite_names(void);
+Suite *suite_model(void);
+Suite *suite_malformed(void);
+Suite *suite_shards(void);
+Suite *suite_residual(void);
+Suite *suite_fixture(void);
+
+int main(void)
+{
+    Suite *(*const suites[])(void) = {
+        suite_common, suite_dtype,  suite_names,    suite_model,
+        suite_malformed, suite_shards, suite_residual, suite_fixture,
+    };
+    (void)tu_tmpdir();
+    SRunner *sr = srunner_create(NULL);
+    for (size_t i = 0; i < sizeof suites / sizeof suites[0]; i++)
+        srunner_add_suite(sr, suites[i]());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
