@@ -1,0 +1,24 @@
+/* BLIS calls. The thread count travels in a runtime object per call so that
+ * a host program sharing BLIS (numpy, a trainer) keeps its own settings. */
+#include <blis.h>
+
+#include "blas.h"
+#include "internal.h"
+
+void sresid__sgemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
+                   const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
+                   float *c, int64_t ldc)
+{
+    rntm_t rntm = BLIS_RNTM_INITIALIZER;
+    bli_rntm_set_num_threads(sresid_get_threads(), &rntm);
+    bli_sgemm_ex(ta ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE, tb ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE,
+                 m, n, k, &alpha, (float *)a, lda, 1, (float *)b, ldb, 1, &beta, c, ldc, 1,
+                 NULL, &rntm);
+}
+
+const char *sresid_blas_arch(void)
+{
+    bli_init();
+    const char *s = bli_arch_string(bli_arch_query_id());
+    return s ? s : "unknown";
+}

@@ -1,0 +1,114 @@
+/* Version, status texts, thread-local error messages, option checks. */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define ERRBUF_SIZE 4096
+
+static _Thread_local char errbuf[ERRBUF_SIZE];
+static atomic_int thread_setting; /* 0 = default */
+
+const char *sresid_version_string(void)
+{
+    return SRESID_VERSION_STRING;
+}
+
+uint32_t sresid_version_number(void)
+{
+    return SRESID_VERSION_NUMBER;
+}
+
+const char *sresid_strerror(sresid_status status)
+{
+    switch (status) {
+    case SRESID_OK: return "success";
+    case SRESID_ERR_INVALID_ARG: return "invalid argument";
+    case SRESID_ERR_NOMEM: return "out of memory";
+    case SRESID_ERR_IO: return "input/output error";
+    case SRESID_ERR_TRUNCATED: return "file truncated";
+    case SRESID_ERR_HEADER: return "invalid safetensors header length";
+    case SRESID_ERR_JSON: return "invalid safetensors header JSON";
+    case SRESID_ERR_DTYPE: return "unknown or unsupported dtype";
+    case SRESID_ERR_SHAPE: return "invalid or mismatched shape";
+    case SRESID_ERR_OFFSETS: return "invalid tensor data offsets";
+    case SRESID_ERR_DUPLICATE: return "duplicate tensor name";
+    case SRESID_ERR_METADATA: return "invalid __metadata__";
+    case SRESID_ERR_NOT_FOUND: return "not found";
+    case SRESID_ERR_MISMATCH: return "checkpoints do not pair";
+    case SRESID_ERR_OVERFLOW: return "size overflow";
+    case SRESID_ERR_NONFINITE: return "non-finite value";
+    case SRESID_ERR_UNSUPPORTED: return "unsupported";
+    default: return "unknown status code";
+    }
+}
+
+const char *sresid_last_error(void)
+{
+    return errbuf;
+}
+
+sresid_status sresid__fail(sresid_status status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(errbuf, sizeof errbuf, fmt, ap);
+    va_end(ap);
+    if (n >= (int)sizeof errbuf) /* say so rather than cut silently */
+        memcpy(errbuf + sizeof errbuf - 5, "...", 4);
+    return status;
+}
+
+sresid_status sresid__check_opts(const void *opts, size_t known_size, size_t min_size,
+                                 const char *what)
+{
+    if (!opts)
+        return SRESID_OK;
+    size_t size;
+    memcpy(&size, opts, sizeof size);
+    if (size < min_size)
+        return sresid__fail(SRESID_ERR_INVALID_ARG,
+                            "%s: size field %zu is smaller than the minimum %zu (set it to sizeof)",
+                            what, size, min_size);
+    /* A newer caller may pass a larger struct; its unknown tail must be zero. */
+    if (size > known_size) {
+        if (size > (1u << 20))
+            return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: absurd size field %zu", what, size);
+        const unsigned char *p = opts;
+        for (size_t i = known_size; i < size; i++)
+            if (p[i] != 0)
+                return sresid__fail(SRESID_ERR_INVALID_ARG,
+                                    "%s: byte %zu is beyond this library's struct (size %zu) "
+                                    "and not zero",
+                                    what, i, known_size);
+    }
+    return SRESID_OK;
+}
+
+sresid_status sresid_set_threads(int32_t n)
+{
+    if (n < 0 || n > 4096)
+        return sresid__fail(SRESID_ERR_INVALID_ARG, "sresid_set_threads: %d is not in [0, 4096]",
+                            (int)n);
+    atomic_store(&thread_setting, n);
+    return SRESID_OK;
+}
+
+int32_t sresid_get_threads(void)
+{
+    int n = atomic_load(&thread_setting);
+    if (n > 0)
+        return n;
+    const char *env = getenv("SRESID_NUM_THREADS");
+    if (env && *env) {
+        char *end;
+        long v = strtol(env, &end, 10);
+        if (*end == '\0' && v > 0 && v <= 4096)
+            return (int32_t)v;
+    }
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    return cpus > 0 && cpus <= 4096 ? (int32_t)cpus : 1;
+}
