@@ -53,12 +53,16 @@ const char *sresid_last_error(void)
 
 sresid_status sresid__fail(sresid_status status, const char *fmt, ...)
 {
+    /* Format aside first: callers may pass sresid_last_error() as an
+     * argument to prefix context to an inner message. */
+    char tmp[ERRBUF_SIZE];
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(errbuf, sizeof errbuf, fmt, ap);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
     va_end(ap);
-    if (n >= (int)sizeof errbuf) /* say so rather than cut silently */
-        memcpy(errbuf + sizeof errbuf - 5, "...", 4);
+    if (n >= (int)sizeof tmp) /* say so rather than cut silently */
+        memcpy(tmp + sizeof tmp - 4, "...", 4);
+    memcpy(errbuf, tmp, sizeof errbuf);
     return status;
 }
 

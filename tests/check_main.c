@@ -4,14 +4,6 @@
 
 #include "testutil.h"
 
-Suite *suite_common(void);
-Suite *suite_dtype(void);
-Suite *suite_names(void);
-Suite *suite_model(void);
-Suite *suite_malformed(void);
-Suite *suite_shards(void);
-Suite *suite_residual(void);
-Suite *suite_fixture(void);
 
 int main(void)
 {

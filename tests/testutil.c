@@ -37,20 +37,20 @@ const char *tu_tmpdir(void)
 
 const char *tu_path(const char *name)
 {
-    static char bufs[8][4096];
+    static char bufs[8][8192];
     static int next;
     char *b = bufs[next++ % 8];
-    snprintf(b, 4096, "%s/%s", tu_tmpdir(), name);
+    snprintf(b, 8192, "%s/%s", tu_tmpdir(), name);
     return b;
 }
 
 const char *tu_fixture(const char *name)
 {
-    static char bufs[8][4096];
+    static char bufs[8][8192];
     static int next;
     char *b = bufs[next++ % 8];
     const char *dir = getenv("SRESID_TEST_DIR");
-    snprintf(b, 4096, "%s/%s", dir && *dir ? dir : "tests", name);
+    snprintf(b, 8192, "%s/%s", dir && *dir ? dir : "tests", name);
     return b;
 }
 

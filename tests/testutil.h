@@ -4,9 +4,19 @@
 
 #include <check.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include "sparseresid/sparseresid.h"
+
+Suite *suite_common(void);
+Suite *suite_dtype(void);
+Suite *suite_names(void);
+Suite *suite_model(void);
+Suite *suite_malformed(void);
+Suite *suite_shards(void);
+Suite *suite_residual(void);
+Suite *suite_fixture(void);
 
 /* Per-process scratch directory (created on first use, removed at exit). */
 const char *tu_tmpdir(void);
