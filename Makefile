@@ -75,10 +75,12 @@ $(STLIB): $(LIB_OBJ)
 	rm -f $@
 	ar rcs $@ $^
 
-sparseresid.pc: sparseresid.pc.in Makefile
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+PC_SED = sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
 	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' \
-	    -e 's|@PRIVATE_LIBS@|$(DEP_LIBS)|g' $< > $@
+	    -e 's|@PRIVATE_LIBS@|$(DEP_LIBS)|g'
+
+sparseresid.pc: sparseresid.pc.in Makefile
+	$(PC_SED) $< > $@
 
 # Example programs link the shared library, as users do.
 examples: $(EX_BIN)
@@ -159,7 +161,8 @@ install: lib examples
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libsparseresid.so
 	install -m 644 $(STLIB) $(DESTDIR)$(LIBDIR)/
 	install -m 644 $(HEADERS) $(DESTDIR)$(INCLUDEDIR)/sparseresid/
-	install -m 644 sparseresid.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
+	$(PC_SED) sparseresid.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/sparseresid.pc
+	chmod 644 $(DESTDIR)$(LIBDIR)/pkgconfig/sparseresid.pc
 	install -m 755 $(EX_BIN) $(DESTDIR)$(BINDIR)/
 
 uninstall:

@@ -413,9 +413,10 @@ sresid_status sresid_model_add_tensor(sresid_model *m, const char *name, sresid_
     if (flags & ~SRESID_ADD_BORROW)
         return sresid__fail(SRESID_ERR_INVALID_ARG, "sresid_model_add_tensor: unknown flags 0x%x",
                             (unsigned)flags);
-    if (!sresid__utf8_valid(name, strlen(name)) || strcmp(name, "__metadata__") == 0)
+    /* An empty name is legal in a file but cannot be what a caller meant. */
+    if (!*name || !sresid__utf8_valid(name, strlen(name)) || strcmp(name, "__metadata__") == 0)
         return sresid__fail(SRESID_ERR_INVALID_ARG,
-                            "sresid_model_add_tensor: name is not valid UTF-8 or is reserved");
+                            "sresid_model_add_tensor: name is empty, not valid UTF-8 or reserved");
     if (sresid_dtype_size(dtype) == 0)
         return sresid__fail(SRESID_ERR_DTYPE, "tensor '%s': unknown dtype %d", name, (int)dtype);
     if (ndim > 0 && !shape)

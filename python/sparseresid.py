@@ -1,0 +1,698 @@
+"""ctypes binding for libsparseresid (the C library in this repository).
+
+Thin and Pythonic: models and residuals are objects with context managers,
+tensors come back as numpy arrays that Python allocates and the library fills
+in place, failures raise SparseResidError carrying the library's status code
+and its sresid_last_error() message.
+
+The shared library is found in this order: the SPARSERESID_LIB environment
+variable (a path), ../lib/libsparseresid.so.1 relative to this file (a build
+tree), then the system loader's search path.
+
+    import sparseresid as sr
+    with sr.Model.open("base.safetensors") as a, sr.Model.open("ft.safetensors") as b:
+        with sr.Residual(a, b, skip_mismatched=True) as r:
+            print(r.norms()["relative"], r.unpaired())
+
+SPDX-License-Identifier: MIT
+"""
+
+import ctypes
+import os
+import weakref
+from ctypes import (POINTER, Structure, byref, c_char_p, c_double, c_int32, c_int64,
+                    c_size_t, c_uint32, c_uint64, c_void_p)
+
+import numpy as np
+
+__all__ = [
+    "SparseResidError", "Model", "Residual", "version", "version_number", "strerror",
+    "set_threads", "get_threads", "blas_arch", "dtype_name", "dtype_size", "kind_name",
+]
+
+# ---- constants: copies of include/sparseresid/common.h, model.h, residual.h ----
+# (Keep in step with the headers; tests/python checks them against the library
+# where it can.)
+
+# common.h: status codes
+OK = 0
+ERR_INVALID_ARG = 1
+ERR_NOMEM = 2
+ERR_IO = 3
+ERR_TRUNCATED = 4
+ERR_HEADER = 5
+ERR_JSON = 6
+ERR_DTYPE = 7
+ERR_SHAPE = 8
+ERR_OFFSETS = 9
+ERR_DUPLICATE = 10
+ERR_METADATA = 11
+ERR_NOT_FOUND = 12
+ERR_MISMATCH = 13
+ERR_OVERFLOW = 14
+ERR_NONFINITE = 15
+ERR_UNSUPPORTED = 16
+
+# common.h: version of the header this binding was written against
+VERSION_MAJOR = 1
+VERSION_MINOR = 0
+VERSION_PATCH = 0
+VERSION_NUMBER = VERSION_MAJOR * 10000 + VERSION_MINOR * 100 + VERSION_PATCH
+VERSION_STRING = "1.0.0"
+
+# model.h: dtypes
+DTYPE_BOOL = 1
+DTYPE_U8 = 2
+DTYPE_I8 = 3
+DTYPE_F8_E5M2 = 4
+DTYPE_F8_E4M3 = 5
+DTYPE_I16 = 6
+DTYPE_U16 = 7
+DTYPE_F16 = 8
+DTYPE_BF16 = 9
+DTYPE_I32 = 10
+DTYPE_U32 = 11
+DTYPE_F32 = 12
+DTYPE_F64 = 13
+DTYPE_I64 = 14
+DTYPE_U64 = 15
+
+# model.h: kinds
+KIND_OTHER = 0
+KIND_ATTENTION = 1
+KIND_MLP = 2
+KIND_EMBEDDING = 3
+KIND_NORM = 4
+KIND_COUNT = 5
+
+# model.h: layouts and flags
+LAYOUT_OUT_FIRST = 0
+LAYOUT_OUT_LAST = 1
+OPEN_KEEP_PAGES = 0x1
+ADD_BORROW = 0x1
+SAVE_NO_CLOBBER = 0x1
+RULES_REPLACE = 0x1
+
+# residual.h
+PAIR_SKIP_MISMATCHED = 0x1
+UNPAIRED_BASE_ONLY = 1
+UNPAIRED_TRAINED_ONLY = 2
+UNPAIRED_SHAPE = 3
+UNPAIRED_NOT_FLOAT = 4
+ALL = c_size_t(-1).value  # SRESID_ALL == SIZE_MAX
+
+_LAYOUTS = {"out-first": LAYOUT_OUT_FIRST, "out-last": LAYOUT_OUT_LAST}
+_KINDS = {"other": KIND_OTHER, "attention": KIND_ATTENTION, "mlp": KIND_MLP,
+          "embedding": KIND_EMBEDDING, "norm": KIND_NORM}
+_UNPAIRED_REASONS = {
+    UNPAIRED_BASE_ONLY: "base-only",
+    UNPAIRED_TRAINED_ONLY: "trained-only",
+    UNPAIRED_SHAPE: "shape",
+    UNPAIRED_NOT_FLOAT: "not-float",
+}
+# numpy dtype -> safetensors dtype, and the numpy dtype read_raw returns.
+_FROM_NUMPY = {
+    np.dtype(np.bool_): DTYPE_BOOL, np.dtype(np.uint8): DTYPE_U8, np.dtype(np.int8): DTYPE_I8,
+    np.dtype(np.int16): DTYPE_I16, np.dtype(np.uint16): DTYPE_U16,
+    np.dtype(np.float16): DTYPE_F16, np.dtype(np.int32): DTYPE_I32,
+    np.dtype(np.uint32): DTYPE_U32, np.dtype(np.float32): DTYPE_F32,
+    np.dtype(np.float64): DTYPE_F64, np.dtype(np.int64): DTYPE_I64,
+    np.dtype(np.uint64): DTYPE_U64,
+}
+_TO_NUMPY = {
+    DTYPE_BOOL: np.bool_, DTYPE_U8: "<u1", DTYPE_I8: "<i1", DTYPE_F8_E5M2: "<u1",
+    DTYPE_F8_E4M3: "<u1", DTYPE_I16: "<i2", DTYPE_U16: "<u2", DTYPE_F16: "<f2",
+    DTYPE_BF16: "<u2", DTYPE_I32: "<i4", DTYPE_U32: "<u4", DTYPE_F32: "<f4",
+    DTYPE_F64: "<f8", DTYPE_I64: "<i8", DTYPE_U64: "<u8",
+}
+
+
+# ---- structs (model.h, residual.h); field order and types as in C ----
+class _ModelOpts(Structure):
+    _fields_ = [("size", c_size_t), ("layout", c_int32), ("flags", c_uint32)]
+
+
+class _TensorInfo(Structure):
+    _fields_ = [("size", c_size_t), ("name", c_char_p), ("role", c_char_p),
+                ("shape", POINTER(c_int64)), ("data", c_void_p), ("nbytes", c_uint64),
+                ("numel", c_int64), ("rows", c_int64), ("cols", c_int64),
+                ("dtype", c_int32), ("ndim", c_int32), ("kind", c_int32), ("layer", c_int32)]
+
+
+class _SaveOpts(Structure):
+    _fields_ = [("size", c_size_t), ("flags", c_uint32)]
+
+
+class _PairOpts(Structure):
+    _fields_ = [("size", c_size_t), ("flags", c_uint32)]
+
+
+class _Norms(Structure):
+    _fields_ = [("size", c_size_t), ("base", c_double), ("trained", c_double),
+                ("residual", c_double), ("relative", c_double)]
+
+
+# Every function the binding calls: name -> (restype, argtypes). Handles are
+# opaque pointers (c_void_p).
+_PROTOTYPES = {
+    # common.h
+    "sresid_version_string": (c_char_p, []),
+    "sresid_version_number": (c_uint32, []),
+    "sresid_strerror": (c_char_p, [c_int32]),
+    "sresid_last_error": (c_char_p, []),
+    "sresid_set_threads": (c_int32, [c_int32]),
+    "sresid_get_threads": (c_int32, []),
+    "sresid_blas_arch": (c_char_p, []),
+    # model.h
+    "sresid_dtype_name": (c_char_p, [c_int32]),
+    "sresid_dtype_size": (c_size_t, [c_int32]),
+    "sresid_dtype_from_name": (c_int32, [c_char_p, POINTER(c_int32)]),
+    "sresid_dtype_is_float": (c_int32, [c_int32]),
+    "sresid_kind_name": (c_char_p, [c_int32]),
+    "sresid_model_open": (c_int32, [c_char_p, POINTER(_ModelOpts), POINTER(c_void_p)]),
+    "sresid_model_create": (c_int32, [POINTER(_ModelOpts), POINTER(c_void_p)]),
+    "sresid_model_free": (None, [c_void_p]),
+    "sresid_model_tensor_count": (c_size_t, [c_void_p]),
+    "sresid_model_find": (c_int32, [c_void_p, c_char_p, POINTER(c_size_t)]),
+    "sresid_model_tensor_info": (c_int32, [c_void_p, c_size_t, POINTER(_TensorInfo)]),
+    "sresid_model_read_f32": (c_int32, [c_void_p, c_size_t, c_void_p, c_size_t]),
+    "sresid_model_read_raw": (c_int32, [c_void_p, c_size_t, c_void_p, c_size_t]),
+    "sresid_model_add_tensor": (c_int32, [c_void_p, c_char_p, c_int32, c_int32,
+                                          POINTER(c_int64), c_void_p, c_size_t, c_uint32]),
+    "sresid_model_metadata_count": (c_size_t, [c_void_p]),
+    "sresid_model_metadata_at": (c_int32, [c_void_p, c_size_t, POINTER(c_char_p),
+                                           POINTER(c_char_p)]),
+    "sresid_model_metadata_get": (c_int32, [c_void_p, c_char_p, POINTER(c_char_p)]),
+    "sresid_model_set_metadata": (c_int32, [c_void_p, c_char_p, c_char_p]),
+    "sresid_model_save": (c_int32, [c_void_p, c_char_p, POINTER(_SaveOpts)]),
+    "sresid_model_set_kind_rules": (c_int32, [c_void_p, POINTER(c_char_p), POINTER(c_int32),
+                                              c_size_t, c_uint32]),
+    "sresid_model_set_layout": (c_int32, [c_void_p, c_int32]),
+    # residual.h
+    "sresid_residual_create": (c_int32, [c_void_p, c_void_p, POINTER(_PairOpts),
+                                         POINTER(c_void_p)]),
+    "sresid_residual_free": (None, [c_void_p]),
+    "sresid_residual_count": (c_size_t, [c_void_p]),
+    "sresid_residual_pair": (c_int32, [c_void_p, c_size_t, POINTER(c_size_t),
+                                       POINTER(c_size_t)]),
+    "sresid_residual_read": (c_int32, [c_void_p, c_size_t, c_void_p, c_size_t]),
+    "sresid_residual_norms": (c_int32, [c_void_p, c_size_t, POINTER(_Norms)]),
+    "sresid_residual_unpaired_count": (c_size_t, [c_void_p]),
+    "sresid_residual_unpaired": (c_int32, [c_void_p, c_size_t, POINTER(c_char_p),
+                                           POINTER(c_int32)]),
+}
+
+
+def _find_library():
+    env = os.environ.get("SPARSERESID_LIB")
+    if env:
+        return env
+    here = os.path.dirname(os.path.abspath(__file__))
+    local = os.path.normpath(os.path.join(here, os.pardir, "lib", "libsparseresid.so.1"))
+    if os.path.exists(local):
+        return local
+    return "libsparseresid.so.1"
+
+
+def _load():
+    path = _find_library()
+    try:
+        lib = ctypes.CDLL(path)
+    except OSError as exc:
+        raise ImportError(
+            "sparseresid: cannot load %s (%s); build it with `make lib` or set "
+            "SPARSERESID_LIB to the library's path" % (path, exc)) from exc
+    for name, (restype, argtypes) in _PROTOTYPES.items():
+        fn = getattr(lib, name)
+        fn.restype = restype
+        fn.argtypes = argtypes
+    return lib
+
+
+_lib = _load()
+#: Path the shared library was loaded from (as given to the loader).
+library_path = _lib._name
+
+
+def _str(b):
+    return None if b is None else b.decode("utf-8")
+
+
+def _bytes(s, what):
+    if isinstance(s, bytes):
+        return s
+    if isinstance(s, str):
+        return s.encode("utf-8")
+    if isinstance(s, os.PathLike):
+        return os.fsencode(s)
+    raise TypeError("%s must be str, not %s" % (what, type(s).__name__))
+
+
+class SparseResidError(Exception):
+    """A libsparseresid call failed.
+
+    status:   the SRESID_ERR_* code (see the ERR_* constants)
+    message:  the library's detail (sresid_last_error()), or its strerror text
+    strerror: the library's short text for status
+    """
+
+    def __init__(self, status, message=None):
+        self.status = int(status)
+        self.strerror = strerror(status)
+        self.message = message if message else self.strerror
+        super().__init__(self.message)
+
+    def __str__(self):
+        return "%s [status %d: %s]" % (self.message, self.status, self.strerror)
+
+
+def _check(status):
+    if status != OK:
+        # Fetch the thread-local detail before any other library call.
+        raise SparseResidError(status, _str(_lib.sresid_last_error()))
+
+
+# ---- library-wide functions ----
+def version():
+    """Version string of the library actually loaded, e.g. "1.0.0"."""
+    return _str(_lib.sresid_version_string())
+
+
+def version_number():
+    """major * 10000 + minor * 100 + patch of the library actually loaded."""
+    return int(_lib.sresid_version_number())
+
+
+def strerror(status):
+    """Short English text for a status code."""
+    return _str(_lib.sresid_strerror(int(status)))
+
+
+def last_error():
+    """Detail of the last failure on this thread ("" if none)."""
+    return _str(_lib.sresid_last_error())
+
+
+def set_threads(n):
+    """Thread count for the library's parallel work; 0 restores the default."""
+    _check(_lib.sresid_set_threads(int(n)))
+
+
+def get_threads():
+    """Effective thread count (>= 1)."""
+    return int(_lib.sresid_get_threads())
+
+
+def blas_arch():
+    """Name of the BLIS kernel set in use ("skx", "zen3", "generic", ...)."""
+    return _str(_lib.sresid_blas_arch())
+
+
+def dtype_name(dtype):
+    """Safetensors name of a DTYPE_* code, or None."""
+    return _str(_lib.sresid_dtype_name(int(dtype)))
+
+
+def dtype_size(dtype):
+    """Bytes per element of a DTYPE_* code (0 if unknown)."""
+    return int(_lib.sresid_dtype_size(int(dtype)))
+
+
+def dtype_from_name(name):
+    """DTYPE_* code of a safetensors dtype name ("F32", "BF16", ...)."""
+    out = c_int32(0)
+    _check(_lib.sresid_dtype_from_name(_bytes(name, "dtype name"), byref(out)))
+    return out.value
+
+
+def dtype_is_float(dtype):
+    """True if tensors of this dtype can be read as float32."""
+    return bool(_lib.sresid_dtype_is_float(int(dtype)))
+
+
+def kind_name(kind):
+    """Name of a KIND_* code ("attention", "mlp", ...), or None."""
+    return _str(_lib.sresid_kind_name(int(kind)))
+
+
+def _layout_code(layout):
+    if isinstance(layout, str):
+        try:
+            return _LAYOUTS[layout]
+        except KeyError:
+            raise ValueError("layout must be one of %s" % ", ".join(_LAYOUTS)) from None
+    return int(layout)
+
+
+def _model_opts(layout, flags=0):
+    return _ModelOpts(size=ctypes.sizeof(_ModelOpts), layout=_layout_code(layout), flags=flags)
+
+
+class Model:
+    """A checkpoint: an ordered set of named tensors plus string metadata.
+
+    Get one with Model.open(path) or Model.create(); release it with close()
+    or a with-block (residuals built on it are closed first).
+    """
+
+    def __init__(self, handle):
+        if not handle:
+            raise ValueError("use Model.open() or Model.create()")
+        self._h = c_void_p(handle)
+        self._residuals = weakref.WeakSet()  # residuals borrowing this model
+
+    @classmethod
+    def open(cls, path, layout="out-first", keep_pages=False):
+        """Open a .safetensors file, a *.safetensors.index.json or a directory."""
+        out = c_void_p()
+        opts = _model_opts(layout, OPEN_KEEP_PAGES if keep_pages else 0)
+        _check(_lib.sresid_model_open(_bytes(path, "path"), byref(opts), byref(out)))
+        return cls(out.value)
+
+    @classmethod
+    def create(cls, layout="out-first"):
+        """An empty in-memory model."""
+        out = c_void_p()
+        opts = _model_opts(layout)
+        _check(_lib.sresid_model_create(byref(opts), byref(out)))
+        return cls(out.value)
+
+    # -- lifetime --
+    def close(self):
+        """Free the model (and first any Residual built on it). Idempotent."""
+        for res in list(self._residuals):
+            res.close()
+        if getattr(self, "_h", None) is not None and self._h.value:
+            _lib.sresid_model_free(self._h)
+        self._h = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown
+            pass
+
+    @property
+    def closed(self):
+        return self._h is None
+
+    def _handle(self):
+        if self._h is None:
+            raise ValueError("model is closed")
+        return self._h
+
+    # -- tensors --
+    def __len__(self):
+        return int(_lib.sresid_model_tensor_count(self._handle()))
+
+    def __contains__(self, name):
+        try:
+            self.index(name)
+        except SparseResidError as exc:
+            if exc.status == ERR_NOT_FOUND:
+                return False
+            raise
+        return True
+
+    def __iter__(self):
+        return iter(self.names())
+
+    def index(self, key):
+        """Tensor index of a name (or an int, checked and made non-negative)."""
+        if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+            n = len(self)
+            i = int(key)
+            if i < 0:
+                i += n
+            if not 0 <= i < n:
+                raise IndexError("tensor index %d out of range (model has %d)" % (int(key), n))
+            return i
+        out = c_size_t(0)
+        _check(_lib.sresid_model_find(self._handle(), _bytes(key, "tensor name"), byref(out)))
+        return out.value
+
+    def _info(self, key):
+        info = _TensorInfo()
+        info.size = ctypes.sizeof(_TensorInfo)
+        _check(_lib.sresid_model_tensor_info(self._handle(), self.index(key), byref(info)))
+        return info
+
+    def names(self):
+        """Tensor names in model order."""
+        return [_str(self._info(i).name) for i in range(len(self))]
+
+    def info(self, key):
+        """Facts about one tensor (by index or name) as a dict."""
+        t = self._info(key)
+        shape = tuple(int(t.shape[d]) for d in range(t.ndim)) if t.ndim else ()
+        return {
+            "name": _str(t.name),
+            "role": _str(t.role),
+            "dtype": dtype_name(t.dtype),
+            "shape": shape,
+            "numel": int(t.numel),
+            "nbytes": int(t.nbytes),
+            "rows": int(t.rows),
+            "cols": int(t.cols),
+            "kind": kind_name(t.kind),
+            "layer": int(t.layer),
+        }
+
+    def read(self, key, out=None):
+        """A float tensor as a float32 array of its shape.
+
+        The library converts straight into the array's memory; pass out (a
+        writeable C-contiguous float32 array with at least numel elements) to
+        reuse a buffer."""
+        idx = self.index(key)
+        t = self._info(idx)
+        shape = tuple(int(t.shape[d]) for d in range(t.ndim)) if t.ndim else ()
+        if out is None:
+            out = np.empty(shape, dtype=np.float32)
+        else:
+            _check_out(out, np.float32, int(t.numel))
+        _check(_lib.sresid_model_read_f32(self._handle(), idx, out.ctypes.data_as(c_void_p),
+                                          out.size))
+        return out
+
+    def read_raw(self, key):
+        """A tensor's stored values, any dtype, as an array of its shape.
+
+        BF16 comes back as uint16 and F8 as uint8 (the raw bit patterns)."""
+        idx = self.index(key)
+        t = self._info(idx)
+        shape = tuple(int(t.shape[d]) for d in range(t.ndim)) if t.ndim else ()
+        out = np.empty(shape, dtype=np.dtype(_TO_NUMPY[t.dtype]))
+        _check(_lib.sresid_model_read_raw(self._handle(), idx, out.ctypes.data_as(c_void_p),
+                                          out.nbytes))
+        return out
+
+    def add(self, name, array, dtype=None):
+        """Append a tensor; its data is copied.
+
+        The safetensors dtype follows the numpy dtype (bool, int8..uint64,
+        float16/32/64). For types numpy lacks pass dtype explicitly with an
+        array of the same item size holding the bit patterns, e.g. a uint16
+        array with dtype="BF16" or a uint8 array with dtype="F8_E4M3"."""
+        arr = np.asarray(array)
+        if dtype is None:
+            try:
+                code = _FROM_NUMPY[arr.dtype.newbyteorder("=")]
+            except KeyError:
+                raise TypeError("no safetensors dtype for numpy %s; pass dtype=" % arr.dtype) \
+                    from None
+        else:
+            code = dtype_from_name(dtype) if isinstance(dtype, (str, bytes)) else int(dtype)
+            size = dtype_size(code)
+            if size == 0:
+                raise SparseResidError(ERR_DTYPE, "unknown dtype %r" % (dtype,))
+            if arr.dtype.itemsize != size:
+                raise TypeError("dtype %s needs %d-byte items, got numpy %s"
+                                % (dtype_name(code), size, arr.dtype))
+        little = arr.dtype.newbyteorder("<")  # safetensors data is little-endian
+        if arr.dtype != little:
+            arr = arr.astype(little)
+        if not arr.flags.c_contiguous:
+            arr = np.array(arr, order="C")  # (np.ascontiguousarray would make rank 0 rank 1)
+        ndim = arr.ndim
+        shape = (c_int64 * ndim)(*arr.shape) if ndim else None
+        data = arr.ctypes.data_as(c_void_p) if arr.nbytes else None
+        _check(_lib.sresid_model_add_tensor(self._handle(), _bytes(name, "tensor name"), code,
+                                            ndim, shape, data, arr.nbytes, 0))
+
+    # -- metadata --
+    @property
+    def metadata(self):
+        """The safetensors __metadata__ map, in order, as a new dict."""
+        h = self._handle()
+        result = {}
+        for i in range(int(_lib.sresid_model_metadata_count(h))):
+            k, v = c_char_p(), c_char_p()
+            _check(_lib.sresid_model_metadata_at(h, i, byref(k), byref(v)))
+            result[_str(k.value)] = _str(v.value)
+        return result
+
+    def get_metadata(self, key, default=None):
+        v = c_char_p()
+        status = _lib.sresid_model_metadata_get(self._handle(), _bytes(key, "key"), byref(v))
+        if status == ERR_NOT_FOUND:
+            return default
+        _check(status)
+        return _str(v.value)
+
+    def set_metadata(self, key, value):
+        """Set key to value; value None removes the key."""
+        _check(_lib.sresid_model_set_metadata(self._handle(), _bytes(key, "key"),
+                                              None if value is None else _bytes(value, "value")))
+
+    # -- saving and labels --
+    def save(self, path, no_clobber=False):
+        """Save as one safetensors file (reference layout, atomic rename)."""
+        opts = _SaveOpts(size=ctypes.sizeof(_SaveOpts),
+                         flags=SAVE_NO_CLOBBER if no_clobber else 0)
+        _check(_lib.sresid_model_save(self._handle(), _bytes(path, "path"), byref(opts)))
+
+    def set_kind_rules(self, rules, replace=False):
+        """Relabel kinds: rules is a list of (glob pattern, kind name or KIND_*)."""
+        rules = list(rules)
+        n = len(rules)
+        pats = (c_char_p * max(n, 1))(*[_bytes(p, "pattern") for p, _ in rules])
+        kinds = (c_int32 * max(n, 1))(*[_KINDS[k] if isinstance(k, str) else int(k)
+                                        for _, k in rules])
+        _check(_lib.sresid_model_set_kind_rules(self._handle(), pats, kinds, n,
+                                                RULES_REPLACE if replace else 0))
+
+    def set_layout(self, layout):
+        """Matrix view of rank >= 3 tensors: "out-first" or "out-last"."""
+        _check(_lib.sresid_model_set_layout(self._handle(), _layout_code(layout)))
+
+    def __repr__(self):
+        if self._h is None:
+            return "<sparseresid.Model closed>"
+        return "<sparseresid.Model %d tensors>" % len(self)
+
+
+def _check_out(out, dtype, count):
+    if not isinstance(out, np.ndarray) or out.dtype != np.dtype(dtype):
+        raise TypeError("out must be a numpy %s array" % np.dtype(dtype).name)
+    if not out.flags.c_contiguous or not out.flags.writeable:
+        raise ValueError("out must be C-contiguous and writeable")
+    if out.size < count:
+        raise ValueError("out holds %d elements, need %d" % (out.size, count))
+
+
+class Residual:
+    """trained - base, paired by tensor name, computed lazily per tensor.
+
+    Both models must stay open while the residual lives (closing one closes
+    the residual first)."""
+
+    def __init__(self, base, trained, skip_mismatched=False):
+        if not isinstance(base, Model) or not isinstance(trained, Model):
+            raise TypeError("base and trained must be Model objects")
+        self._h = None
+        opts = _PairOpts(size=ctypes.sizeof(_PairOpts),
+                         flags=PAIR_SKIP_MISMATCHED if skip_mismatched else 0)
+        out = c_void_p()
+        _check(_lib.sresid_residual_create(base._handle(), trained._handle(), byref(opts),
+                                           byref(out)))
+        self._h = out
+        self.base = base
+        self.trained = trained
+        base._residuals.add(self)
+        trained._residuals.add(self)
+
+    def close(self):
+        """Free the residual (not its models). Idempotent."""
+        if getattr(self, "_h", None) is not None:
+            _lib.sresid_residual_free(self._h)
+            self._h = None
+            for m in (self.base, self.trained):
+                m._residuals.discard(self)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def _handle(self):
+        if self._h is None:
+            raise ValueError("residual is closed")
+        return self._h
+
+    def __len__(self):
+        return int(_lib.sresid_residual_count(self._handle()))
+
+    def _index(self, i):
+        n = len(self)
+        j = int(i)
+        if j < 0:
+            j += n
+        if not 0 <= j < n:
+            raise IndexError("pair index %d out of range (%d pairs)" % (int(i), n))
+        return j
+
+    def pair(self, i):
+        """(base tensor index, trained tensor index) of pair i."""
+        b, t = c_size_t(0), c_size_t(0)
+        _check(_lib.sresid_residual_pair(self._handle(), self._index(i), byref(b), byref(t)))
+        return b.value, t.value
+
+    def name(self, i):
+        """Tensor name of pair i."""
+        return self.base.info(self.pair(i)[0])["name"]
+
+    def names(self):
+        return [self.name(i) for i in range(len(self))]
+
+    def read(self, i, out=None):
+        """Residual of pair i as a float32 array of the tensor's shape."""
+        j = self._index(i)
+        info = self.base.info(self.pair(j)[0])
+        if out is None:
+            out = np.empty(info["shape"], dtype=np.float32)
+        else:
+            _check_out(out, np.float32, info["numel"])
+        _check(_lib.sresid_residual_read(self._handle(), j, out.ctypes.data_as(c_void_p),
+                                         out.size))
+        return out
+
+    def norms(self, i=None):
+        """Frobenius norms of pair i, or of all pairs together when i is None:
+        dict(base, trained, residual, relative)."""
+        j = ALL if i is None else self._index(i)
+        out = _Norms()
+        out.size = ctypes.sizeof(_Norms)
+        _check(_lib.sresid_residual_norms(self._handle(), j, byref(out)))
+        return {"base": out.base, "trained": out.trained, "residual": out.residual,
+                "relative": out.relative}
+
+    def unpaired(self):
+        """Tensors left out of the pairing: list of (name, reason), reason one
+        of "base-only", "trained-only", "shape", "not-float"."""
+        h = self._handle()
+        result = []
+        for i in range(int(_lib.sresid_residual_unpaired_count(h))):
+            name, reason = c_char_p(), c_int32(0)
+            _check(_lib.sresid_residual_unpaired(h, i, byref(name), byref(reason)))
+            result.append((_str(name.value),
+                           _UNPAIRED_REASONS.get(reason.value, str(reason.value))))
+        return result
+
+    def __repr__(self):
+        if self._h is None:
+            return "<sparseresid.Residual closed>"
+        return "<sparseresid.Residual %d pairs>" % len(self)

@@ -1,0 +1,166 @@
+#!/bin/sh
+# Tests of the example programs against the fixture pair and a few broken
+# files. Run from the repository root after `make all` (make check-tools).
+set -u
+
+SR=${SR_INFO:-bin/sr-info}
+PY=${PYTHON:-/usr/bin/python3}
+FIX=tests/fixtures
+BASE=$FIX/faceapi.face_landmark_68_model.f32.safetensors
+TRAINED=$FIX/faceapi.face_expression_model.f32.safetensors
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/sr-tools.XXXXXX") || exit 1
+trap 'rm -rf "$TMP"' 0
+trap 'exit 1' INT TERM
+
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); echo "ok   $1"; }
+bad() { fail=$((fail + 1)); echo "FAIL $1"; }
+
+# check DESCRIPTION COMMAND...: one assertion.
+check() {
+    desc=$1
+    shift
+    if "$@"; then ok "$desc"; else bad "$desc"; fi
+}
+
+# run NAME ARGS...: run sr-info, keep stdout, stderr and the exit status.
+run() {
+    name=$1
+    shift
+    "$SR" "$@" >"$TMP/$name.out" 2>"$TMP/$name.err"
+    echo $? >"$TMP/$name.rc"
+}
+
+rc_is() { [ "$(cat "$TMP/$1.rc")" -eq "$2" ]; }
+
+# jpy FILE EXPR: EXPR, a Python expression over the JSON document d, is true.
+jpy() {
+    "$PY" -c '
+import json, math, sys
+d = json.load(open(sys.argv[1]))
+def pair(name):
+    return [p for p in d["pairs"] if p["name"] == name][0]
+def unpaired(name):
+    return [u for u in d["unpaired"] if u["name"] == name][0]
+def tensor(name):
+    return [t for t in d["tensors"] if t["name"] == name][0]
+def close(a, b, tol):
+    return a is not None and abs(a - b) <= tol
+sys.exit(0 if eval(sys.argv[2]) else 1)
+' "$1" "$2" 2>"$TMP/jpy.err" || { sed 's/^/     /' "$TMP/jpy.err"; return 1; }
+}
+
+if [ ! -x "$SR" ]; then
+    echo "FAIL $SR is missing: run make all first"
+    echo "tools: 0 passed, 1 failed"
+    exit 1
+fi
+
+# ---- usage ----
+run help --help
+check "--help exits 0" rc_is help 0
+check "--help prints usage on stdout" grep -q '^usage:' "$TMP/help.out"
+run noargs
+check "no arguments exits 2" rc_is noargs 2
+check "no arguments prints usage on stderr" grep -q 'usage:' "$TMP/noargs.err"
+run badopt --frobnicate "$BASE"
+check "unknown option exits 2" rc_is badopt 2
+run badlayout --layout sideways "$BASE"
+check "bad --layout exits 2" rc_is badlayout 2
+run three "$BASE" "$TRAINED" "$BASE"
+check "three checkpoints exit 2" rc_is three 2
+
+# ---- one checkpoint ----
+run one --json "$BASE"
+check "one checkpoint --json exits 0" rc_is one 0
+check "one checkpoint lists 49 tensors" jpy "$TMP/one.out" 'len(d["tensors"]) == 49'
+check "tensor names are unique" jpy "$TMP/one.out" \
+    'len(set(t["name"] for t in d["tensors"])) == 49'
+check "fc/weights is F32 [256,136]" jpy "$TMP/one.out" \
+    'tensor("fc/weights")["dtype"] == "F32" and tensor("fc/weights")["shape"] == [256, 136]'
+check "numel is the product of the shape" jpy "$TMP/one.out" \
+    'all(t["numel"] == math.prod(t["shape"]) for t in d["tensors"])'
+check "every F32 tensor has a positive norm" jpy "$TMP/one.out" \
+    'all(isinstance(t["norm"], float) and t["norm"] > 0 for t in d["tensors"])'
+check "path and metadata are reported" jpy "$TMP/one.out" \
+    'd["path"].endswith("face_landmark_68_model.f32.safetensors") and d["metadata"]["license"] == "MIT"'
+run onetext "$BASE"
+check "one checkpoint as text exits 0" rc_is onetext 0
+check "text lists 49 tensors" [ "$(grep -cE '^(dense[0-3]|fc)/' "$TMP/onetext.out")" -eq 49 ]
+run outlast --json --layout out-last "$BASE"
+check "--layout out-last: [1,1,256,256] is 256x256" jpy "$TMP/outlast.out" \
+    'tensor("dense3/conv3/pointwise_filter")["matrix"] == [256, 256]'
+run verbose --verbose "$BASE"
+check "--verbose says which BLIS kernels" grep -q 'BLIS' "$TMP/verbose.err"
+
+# ---- base and fine-tune ----
+run pair --json "$BASE" "$TRAINED"
+P=$TMP/pair.out
+check "pair --json exits 0" rc_is pair 0
+check "47 paired tensors" jpy "$P" 'len(d["pairs"]) == 47'
+check "global |B-A|/|A| = 0.525552" jpy "$P" 'close(d["total"]["relative"], 0.525552, 1e-6)'
+check "dense3/conv3/pointwise_filter |R| = 42.526396" jpy "$P" \
+    'close(pair("dense3/conv3/pointwise_filter")["norm_residual"], 42.526396, 1e-5)'
+check "dense3/conv3/pointwise_filter shape [1,1,256,256]" jpy "$P" \
+    'pair("dense3/conv3/pointwise_filter")["shape"] == [1, 1, 256, 256]'
+check "two unpaired tensors: fc/weights and fc/bias" jpy "$P" \
+    'sorted(u["name"] for u in d["unpaired"]) == ["fc/bias", "fc/weights"]'
+check "fc/weights reason names both shapes" jpy "$P" \
+    'unpaired("fc/weights")["reason"] == "shape [256,136] vs [256,7]"'
+check "fc/bias reason names both shapes" jpy "$P" \
+    'unpaired("fc/bias")["reason"] == "shape [136] vs [7]"'
+check "fc/weights shapes in JSON" jpy "$P" \
+    'unpaired("fc/weights")["shape_base"] == [256, 136] and unpaired("fc/weights")["shape_trained"] == [256, 7]'
+check "relative = |R|/|base| for every pair" jpy "$P" \
+    'all(close(p["relative"], p["norm_residual"] / p["norm_base"], 1e-9 * p["relative"] + 1e-12) for p in d["pairs"])'
+check "total |R| squared = sum of pair |R| squared" jpy "$P" \
+    'close(d["total"]["norm_residual"] ** 2, sum(p["norm_residual"] ** 2 for p in d["pairs"]), 1e-9 * d["total"]["norm_residual"] ** 2)'
+check "the pairs' paths are reported" jpy "$P" \
+    'd["base"].endswith("landmark_68_model.f32.safetensors") and d["trained"].endswith("expression_model.f32.safetensors")'
+run pairtext "$BASE" "$TRAINED"
+check "pair as text exits 0" rc_is pairtext 0
+check "text names the fc/weights mismatch" \
+    grep -q 'fc/weights.*shape \[256,136\] vs \[256,7\]' "$TMP/pairtext.out"
+run strict --strict "$BASE" "$TRAINED"
+check "--strict on a mismatched pair exits 1" rc_is strict 1
+check "--strict names fc/weights on stderr" grep -q 'fc/weights' "$TMP/strict.err"
+check "--strict prints one line on stderr" [ "$(wc -l <"$TMP/strict.err")" -eq 1 ]
+run self --strict --json "$BASE" "$BASE"
+check "a checkpoint against itself: 49 pairs, |R| = 0" jpy "$TMP/self.out" \
+    'len(d["pairs"]) == 49 and d["total"]["norm_residual"] == 0 and d["unpaired"] == []'
+
+# ---- broken inputs: exit 1, one line on stderr naming the file, no crash ----
+head -c 100 "$BASE" >"$TMP/cut-header.safetensors"
+head -c 100000 "$BASE" >"$TMP/cut-data.safetensors"
+printf '\377\377\377\377\377\377\377\177{}' >"$TMP/huge-header.safetensors"
+printf '\010\000\000\000\000\000\000\000notjson!' >"$TMP/not-json.safetensors"
+mkdir "$TMP/no-checkpoints" && echo hello >"$TMP/no-checkpoints/README.txt"
+
+# broken NAME FILE [ARGS...]: FILE is the path the message must name.
+broken() {
+    name=$1
+    file=$2
+    shift 2
+    run "$name" "$@"
+    rc=$(cat "$TMP/$name.rc")
+    if [ "$rc" -ge 128 ]; then
+        bad "$name: crashed (exit $rc)"
+        return
+    fi
+    check "$name: exits 1" [ "$rc" -eq 1 ]
+    check "$name: one line on stderr" [ "$(wc -l <"$TMP/$name.err")" -eq 1 ]
+    check "$name: stderr names the file" grep -qF "$file" "$TMP/$name.err"
+}
+
+broken cut-header "$TMP/cut-header.safetensors" "$TMP/cut-header.safetensors"
+broken cut-data "$TMP/cut-data.safetensors" "$TMP/cut-data.safetensors"
+broken huge-header "$TMP/huge-header.safetensors" "$TMP/huge-header.safetensors"
+broken not-json "$TMP/not-json.safetensors" --json "$TMP/not-json.safetensors"
+broken missing "$TMP/missing.safetensors" "$TMP/missing.safetensors"
+broken empty-dir "$TMP/no-checkpoints" "$TMP/no-checkpoints"
+broken bad-trained "$TMP/cut-data.safetensors" "$BASE" "$TMP/cut-data.safetensors"
+
+echo "tools: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
