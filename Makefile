@@ -114,12 +114,12 @@ check-unit: build/check_sparseresid
 	SRESID_TEST_DIR=tests ./build/check_sparseresid
 
 check-asan: build/check_sparseresid_asan
-	SRESID_TEST_DIR=tests ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	SRESID_TEST_DIR=tests SRESID_TEST_QUICK=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ./build/check_sparseresid_asan
 
 check-valgrind: build/check_sparseresid
 	SRESID_TEST_DIR=tests CK_FORK=no SRESID_TEST_QUICK=1 valgrind -q --error-exitcode=99 \
-	    --leak-check=full --errors-for-leak-kinds=definite,indirect \
+	    --leak-check=full --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect \
 	    --suppressions=tests/valgrind.supp ./build/check_sparseresid
 
 check-headers: $(HEADERS)
