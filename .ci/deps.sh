@@ -3,7 +3,7 @@
 # A no-op when every package is already installed.
 set -eu
 PKGS="make gcc g++ pkg-config libblis-dev liblapack-dev libjansson-dev check \
-abigail-tools valgrind python3 python3-numpy python3-scipy python3-sklearn"
+abigail-tools valgrind python3 python3-numpy python3-scipy python3-sklearn python3-jsonschema"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' \

@@ -5,12 +5,19 @@
 #include "blas.h"
 #include "internal.h"
 
+static _Thread_local int local_threads;
+
+void sresid__blas_local_threads(int n)
+{
+    local_threads = n > 0 ? n : 0;
+}
+
 void sresid__sgemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
                    const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
                    float *c, int64_t ldc)
 {
     rntm_t rntm = BLIS_RNTM_INITIALIZER;
-    bli_rntm_set_num_threads(sresid_get_threads(), &rntm);
+    bli_rntm_set_num_threads(local_threads ? local_threads : sresid_get_threads(), &rntm);
     bli_sgemm_ex(ta ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE, tb ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE,
                  m, n, k, &alpha, (float *)a, lda, 1, (float *)b, ldb, 1, &beta, c, ldc, 1,
                  NULL, &rntm);

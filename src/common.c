@@ -116,3 +116,37 @@ int32_t sresid_get_threads(void)
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     return cpus > 0 && cpus <= 4096 ? (int32_t)cpus : 1;
 }
+
+sresid_status sresid__check_matrix(const float *x, int64_t rows, int64_t cols, int64_t ld,
+                                   const char *what)
+{
+    if (rows < 0 || cols < 0)
+        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: negative size %lld x %lld", what,
+                            (long long)rows, (long long)cols);
+    if (ld < cols || ld < 1)
+        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: row stride %lld is below cols %lld",
+                            what, (long long)ld, (long long)cols);
+    int64_t span;
+    if (rows > 0 && (__builtin_mul_overflow(rows - 1, ld, &span) ||
+                     __builtin_add_overflow(span, cols, &span) ||
+                     (uint64_t)span > SIZE_MAX / sizeof(float)))
+        return sresid__fail(SRESID_ERR_OVERFLOW, "%s: %lld x %lld with stride %lld overflows",
+                            what, (long long)rows, (long long)cols, (long long)ld);
+    if (!x && rows > 0 && cols > 0)
+        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: data is NULL", what);
+    return SRESID_OK;
+}
+
+bool sresid__all_finite(const float *x, int64_t rows, int64_t cols, int64_t ld)
+{
+    for (int64_t i = 0; i < rows; i++) {
+        const float *r = x + i * ld;
+        /* x - x is NaN exactly for NaN and Inf; summing keeps the loop branch-free */
+        float acc = 0;
+        for (int64_t j = 0; j < cols; j++)
+            acc += r[j] - r[j];
+        if (acc != 0 || acc != acc)
+            return false;
+    }
+    return true;
+}

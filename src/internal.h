@@ -22,6 +22,27 @@ sresid_status sresid__fail(sresid_status status, const char *fmt, ...)
 sresid_status sresid__check_opts(const void *opts, size_t known_size, size_t min_size,
                                  const char *what);
 
+/* Check a rows x cols float matrix argument with row stride ld (elements):
+ * non-negative sizes, ld >= cols (ld >= 1), no overflow of the element span,
+ * x non-NULL unless empty. what names the caller in the message. */
+sresid_status sresid__check_matrix(const float *x, int64_t rows, int64_t cols, int64_t ld,
+                                   const char *what);
+/* True when every element of the matrix is finite. */
+bool sresid__all_finite(const float *x, int64_t rows, int64_t cols, int64_t ld);
+
+/* ---- random numbers (rng.c) ---- */
+typedef struct sresid__rng {
+    uint64_t s[4];
+    double spare;
+    int spare_valid;
+} sresid__rng;
+void sresid__rng_seed(sresid__rng *r, uint64_t seed);
+uint64_t sresid__rng_next(sresid__rng *r);
+double sresid__rng_uniform(sresid__rng *r);              /* [0, 1), 53 bits */
+uint64_t sresid__rng_below(sresid__rng *r, uint64_t n);  /* uniform in [0, n), n >= 1 */
+double sresid__rng_normal(sresid__rng *r);               /* N(0, 1), Box-Muller */
+void sresid__rng_normal_f32(sresid__rng *r, float *dst, size_t n, double mean, double sd);
+
 /* ---- overflow-checked arithmetic ---- */
 static inline bool sresid__mul_u64(uint64_t a, uint64_t b, uint64_t *out)
 {

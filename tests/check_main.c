@@ -9,7 +9,7 @@ int main(void)
 {
     Suite *(*const suites[])(void) = {
         suite_common, suite_dtype,  suite_names,    suite_model,
-        suite_malformed, suite_shards, suite_residual, suite_fixture,
+        suite_malformed, suite_shards, suite_residual, suite_fixture, suite_stats, suite_matrix, suite_report,
     };
     (void)tu_tmpdir();
     SRunner *sr = srunner_create(NULL);

@@ -17,6 +17,9 @@ Suite *suite_malformed(void);
 Suite *suite_shards(void);
 Suite *suite_residual(void);
 Suite *suite_fixture(void);
+Suite *suite_stats(void);
+Suite *suite_matrix(void);
+Suite *suite_report(void);
 
 /* Per-process scratch directory (created on first use, removed at exit). */
 const char *tu_tmpdir(void);

@@ -10,5 +10,7 @@
 #include "common.h"
 #include "model.h"
 #include "residual.h"
+#include "probe.h"
+#include "report.h"
 
 #endif /* SPARSERESID_H */

@@ -1,0 +1,180 @@
+/*
+ * libsparseresid — the residual report: every probe over a residual (or one
+ * model), grouped by tensor, kind, layer and overall, as structs or as JSON
+ * (schema: docs/report.md).
+ *
+ * Memory stays bounded by the largest tensor times (threads + 1), whatever
+ * the checkpoint size: tensors are streamed, not loaded together.
+ *
+ * Thread safety: a finished report is read-only; its accessors may run
+ * concurrently. The models and residual it was built from may be freed once
+ * the report exists (it copies the names it needs).
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef SPARSERESID_REPORT_H
+#define SPARSERESID_REPORT_H
+
+#include "common.h"
+#include "model.h"
+#include "probe.h"
+#include "residual.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct sresid_report sresid_report;
+
+/* Called after each tensor (done of total) from the calling thread; name is
+ * the tensor just finished. */
+typedef void (*sresid_progress_fn)(void *user, size_t done, size_t total, const char *name);
+
+/* sresid_report_opts.flags */
+#define SRESID_REPORT_FAIL_NONFINITE 0x1u /* fail with NONFINITE instead of counting and excluding */
+
+/* Group index for sresid_report_group: a SRESID_KIND_* or this. */
+#define SRESID_GROUP_ALL (-1)
+
+typedef struct sresid_report_opts {
+    size_t size;
+    uint32_t probes;        /* SRESID_PROBE_* bits; 0 = all */
+    uint32_t kinds;         /* bits (1u << SRESID_KIND_*) of the kinds to include; 0 = all */
+    uint32_t flags;         /* SRESID_REPORT_* */
+    int32_t bins;           /* entropy bins; 0 = 100 */
+    double band;            /* low-frequency band; 0 = 1/8 */
+    uint64_t seed;          /* every random choice derives from it; 0 is the default seed */
+    const int32_t *ks;      /* k-means K list (borrowed); NULL = {2, 4, 8, 16} */
+    size_t nks;             /* entries in ks; at most 64 */
+    int32_t null_draws;     /* permutation-null draws for PR, low-frequency, k-means; 0 = none */
+    int32_t threads;        /* 0 = sresid_get_threads() */
+    sresid_progress_fn progress; /* may be NULL */
+    void *progress_user;
+} sresid_report_opts;
+
+/* Run the report over a residual's paired tensors (trained - base).
+ * *out is the caller's. Errors: INVALID_ARG, NONFINITE (with the flag),
+ * NOMEM, and read errors of the models. */
+SRESID_API sresid_status sresid_report_residual(const sresid_residual *residual,
+                                                const sresid_report_opts *opts,
+                                                sresid_report **out);
+/* The same over the float tensors of one model. */
+SRESID_API sresid_status sresid_report_model(const sresid_model *model,
+                                             const sresid_report_opts *opts, sresid_report **out);
+/* Accepts NULL. */
+SRESID_API void sresid_report_free(sresid_report *report);
+
+/* One tensor's figures; NaN where undefined or not computed (probe off,
+ * vector-only input for matrix probes, non-finite values for matrix probes). */
+typedef struct sresid_tensor_report {
+    size_t size;
+    const char *name;        /* borrowed from the report */
+    const char *role;
+    int32_t kind;
+    int32_t layer;
+    int32_t ndim;
+    int32_t is_matrix;       /* rank >= 2: the matrix probes apply */
+    int64_t rows;            /* matrix view */
+    int64_t cols;
+    uint64_t count;          /* finite values */
+    uint64_t nonfinite;
+    double mean;
+    double variance;
+    double skewness;
+    double kurtosis;
+    double entropy_bits;
+    double entropy_random_bits;
+    double pr;
+    double pr_normalized;
+    double lowfreq_ratio;
+    double elements_for_energy[3]; /* 50, 90, 99 % */
+    double hoyer;
+    double energy_in_top[3];       /* 1, 10, 50 % */
+    double pr_null_mean, pr_null_std, pr_null_z;
+    double lowfreq_null_mean, lowfreq_null_std, lowfreq_null_z;
+} sresid_tensor_report;
+
+typedef struct sresid_group_report {
+    size_t size;
+    int32_t group;           /* SRESID_KIND_* or SRESID_GROUP_ALL */
+    int32_t reserved;
+    uint64_t tensors;
+    uint64_t count;          /* finite values pooled */
+    uint64_t nonfinite;
+    double mean;             /* pooled moments of the concatenation */
+    double variance;
+    double skewness;
+    double kurtosis;
+    double entropy_bits;     /* histogram over the group's own [min, max] */
+    double entropy_random_bits;
+    double mean_pr;          /* mean PR over the group's matrices */
+    uint64_t matrices;       /* tensors contributing to mean_pr */
+} sresid_group_report;
+
+typedef struct sresid_layer_report {
+    size_t size;
+    int32_t layer;
+    int32_t reserved;
+    uint64_t tensors;
+    uint64_t count;
+    double kurtosis;
+    double entropy_bits;
+    double entropy_random_bits;
+} sresid_layer_report;
+
+/* Correlation between the residuals of same-role tensors in two layers:
+ * per role (role != NULL), or the mean over roles for a layer pair
+ * (role == NULL, pairs = roles averaged). */
+typedef struct sresid_correlation_report {
+    size_t size;
+    const char *role;
+    int32_t layer_a;
+    int32_t layer_b;
+    double r;
+    uint64_t pairs;
+} sresid_correlation_report;
+
+SRESID_API size_t sresid_report_tensor_count(const sresid_report *report);
+/* Errors: INVALID_ARG (NULL, index, size). */
+SRESID_API sresid_status sresid_report_tensor(const sresid_report *report, size_t i,
+                                              sresid_tensor_report *out);
+/* k-means figures of tensor i for K list entry j (0 <= j < nks).
+ * Errors: INVALID_ARG. */
+SRESID_API sresid_status sresid_report_tensor_kmeans(const sresid_report *report, size_t i,
+                                                     size_t j, sresid_kmeans_result *out);
+/* group: SRESID_KIND_* or SRESID_GROUP_ALL. Errors: INVALID_ARG. */
+SRESID_API sresid_status sresid_report_group(const sresid_report *report, int32_t group,
+                                             sresid_group_report *out);
+SRESID_API size_t sresid_report_layer_count(const sresid_report *report);
+SRESID_API sresid_status sresid_report_layer(const sresid_report *report, size_t i,
+                                             sresid_layer_report *out);
+/* Per-role pairs of adjacent layers. */
+SRESID_API size_t sresid_report_pair_count(const sresid_report *report);
+SRESID_API sresid_status sresid_report_pair(const sresid_report *report, size_t i,
+                                            sresid_correlation_report *out);
+/* Means per adjacent layer pair, then first vs last layer as the final entry
+ * (when there are at least two layers). */
+SRESID_API size_t sresid_report_layer_correlation_count(const sresid_report *report);
+SRESID_API sresid_status sresid_report_layer_correlation(const sresid_report *report, size_t i,
+                                                         sresid_correlation_report *out);
+
+/* sresid_report_json flags */
+#define SRESID_JSON_INDENT 0x1u /* two-space indentation instead of compact */
+
+/* The report as JSON (docs/report.md) in a new string; release it with
+ * sresid_free. Errors: INVALID_ARG, NOMEM. */
+SRESID_API sresid_status sresid_report_json(const sresid_report *report, uint32_t flags,
+                                            char **json);
+/* Write the JSON to path through a temporary file and rename: never a
+ * partial file. Errors: INVALID_ARG, IO, NOMEM. */
+SRESID_API sresid_status sresid_report_save_json(const sresid_report *report, uint32_t flags,
+                                                 const char *path);
+
+/* Release memory the library returned (sresid_report_json). Accepts NULL. */
+SRESID_API void sresid_free(void *p);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SPARSERESID_REPORT_H */

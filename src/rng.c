@@ -1,0 +1,80 @@
+/* The library's random generator: xoshiro256** seeded through splitmix64.
+ * Integer outputs are the same on every platform; normals go through libm
+ * (log, sqrt, cos, sin), so they are reproducible wherever libm is. */
+#include <math.h>
+
+#include "internal.h"
+
+static uint64_t splitmix64(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static uint64_t rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
+
+void sresid__rng_seed(sresid__rng *r, uint64_t seed)
+{
+    for (int i = 0; i < 4; i++)
+        r->s[i] = splitmix64(&seed);
+    r->spare_valid = 0;
+}
+
+uint64_t sresid__rng_next(sresid__rng *r)
+{
+    uint64_t *s = r->s;
+    uint64_t out = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return out;
+}
+
+double sresid__rng_uniform(sresid__rng *r)
+{
+    return (double)(sresid__rng_next(r) >> 11) * 0x1.0p-53;
+}
+
+uint64_t sresid__rng_below(sresid__rng *r, uint64_t n)
+{
+    /* Lemire's multiply-and-reject: unbiased, no division in the common case */
+    unsigned __int128 m = (unsigned __int128)sresid__rng_next(r) * n;
+    uint64_t lo = (uint64_t)m;
+    if (lo < n) {
+        uint64_t threshold = (0 - n) % n;
+        while (lo < threshold) {
+            m = (unsigned __int128)sresid__rng_next(r) * n;
+            lo = (uint64_t)m;
+        }
+    }
+    return (uint64_t)(m >> 64);
+}
+
+double sresid__rng_normal(sresid__rng *r)
+{
+    /* Box-Muller, both outputs used */
+    if (r->spare_valid) {
+        r->spare_valid = 0;
+        return r->spare;
+    }
+    double u1 = 1.0 - sresid__rng_uniform(r); /* (0, 1]: log is finite */
+    double u2 = sresid__rng_uniform(r);
+    double rad = sqrt(-2.0 * log(u1)), th = 6.283185307179586476925 * u2;
+    r->spare = rad * sin(th);
+    r->spare_valid = 1;
+    return rad * cos(th);
+}
+
+void sresid__rng_normal_f32(sresid__rng *r, float *dst, size_t n, double mean, double sd)
+{
+    for (size_t i = 0; i < n; i++)
+        dst[i] = (float)(mean + sd * sresid__rng_normal(r));
+}
