@@ -96,10 +96,13 @@ sresid_status sresid_residual_create(const sresid_model *base, const sresid_mode
         const sresid__tensor *b = &base->tensors[i];
         size_t j;
         int32_t reason = 0;
-        if (sresid_model_find(trained, b->name, &j) != SRESID_OK)
-            reason = SRESID_UNPAIRED_BASE_ONLY;
-        else if (!sresid_dtype_is_float(b->dtype) || !sresid_dtype_is_float(trained->tensors[j].dtype))
+        bool found = sresid_model_find(trained, b->name, &j) == SRESID_OK;
+        /* integer tensors are left out whatever the other side holds */
+        if (!sresid_dtype_is_float(b->dtype) ||
+            (found && !sresid_dtype_is_float(trained->tensors[j].dtype)))
             reason = SRESID_UNPAIRED_NOT_FLOAT;
+        else if (!found)
+            reason = SRESID_UNPAIRED_BASE_ONLY;
         else if (!same_shape(b, &trained->tensors[j]))
             reason = SRESID_UNPAIRED_SHAPE;
         if (reason) {
@@ -113,10 +116,12 @@ sresid_status sresid_residual_create(const sresid_model *base, const sresid_mode
     for (size_t j = 0; j < nt; j++) {
         const sresid__tensor *t = &trained->tensors[j];
         size_t i;
-        if (sresid_model_find(base, t->name, &i) != SRESID_OK) {
-            r->left[r->nleft++] = (unpaired){t->name, SRESID_UNPAIRED_TRAINED_ONLY};
-            mismatch = true;
-        }
+        if (sresid_model_find(base, t->name, &i) == SRESID_OK)
+            continue;
+        bool is_float = sresid_dtype_is_float(t->dtype);
+        r->left[r->nleft++] = (unpaired){t->name, is_float ? SRESID_UNPAIRED_TRAINED_ONLY
+                                                           : SRESID_UNPAIRED_NOT_FLOAT};
+        mismatch |= is_float;
     }
     if (mismatch && !(o.flags & SRESID_PAIR_SKIP_MISMATCHED)) {
         st = mismatch_error(r);

@@ -211,11 +211,14 @@ sresid_status sresid__st_open_file(sresid_model *m, const char *path)
     if (fd < 0)
         return sresid__fail(SRESID_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+    if (fstat(fd, &sb) != 0) {
         int e = errno;
         close(fd);
-        return sresid__fail(SRESID_ERR_IO, "%s: %s", path,
-                            S_ISREG(sb.st_mode) ? strerror(e) : "not a regular file");
+        return sresid__fail(SRESID_ERR_IO, "%s: %s", path, strerror(e));
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        close(fd);
+        return sresid__fail(SRESID_ERR_IO, "%s: not a regular file", path);
     }
     uint64_t len = (uint64_t)sb.st_size;
     if (len < 8) {
@@ -265,13 +268,14 @@ sresid_status sresid__st_open_file(sresid_model *m, const char *path)
 
 /* ---- saving ---- */
 
+/* The reference writer's order: dtype descending in the safetensors enum
+ * order (which our SRESID_DTYPE_* numbering follows), then name. */
 static int cmp_save_order(const void *a, const void *b)
 {
     const sresid__tensor *x = *(const sresid__tensor *const *)a,
                          *y = *(const sresid__tensor *const *)b;
-    size_t sx = sresid_dtype_size(x->dtype), sy = sresid_dtype_size(y->dtype);
-    if (sx != sy)
-        return sx > sy ? -1 : 1;
+    if (x->dtype != y->dtype)
+        return x->dtype > y->dtype ? -1 : 1;
     return strcmp(x->name, y->name);
 }
 

@@ -103,7 +103,7 @@ START_TEST(roundtrip_every_dtype)
 END_TEST
 
 /* The reference layout: header padded with spaces to 8 bytes, tensors by
- * dtype size (largest first) then name, contiguous. */
+ * dtype in descending safetensors enum order (F32 before I32), then name. */
 START_TEST(save_reference_layout)
 {
     sresid_model *m;
@@ -116,6 +116,8 @@ START_TEST(save_reference_layout)
     ck_assert_ok(sresid_model_add_tensor(m, "z_f16", SRESID_DTYPE_F16, 1, s3, h, 6, 0));
     ck_assert_ok(sresid_model_add_tensor(m, "c_f64", SRESID_DTYPE_F64, 1, s3, d, 24, 0));
     ck_assert_ok(sresid_model_add_tensor(m, "a_f32", SRESID_DTYPE_F32, 1, s3, f, 12, 0));
+    int32_t iv[3] = {7, 8, 9};
+    ck_assert_ok(sresid_model_add_tensor(m, "a_i32", SRESID_DTYPE_I32, 1, s3, iv, 12, 0));
     const char *p = tu_path("layout.safetensors");
     ck_assert_ok(sresid_model_save(m, p, NULL));
     size_t len;
@@ -124,12 +126,13 @@ START_TEST(save_reference_layout)
     for (int i = 7; i >= 0; i--)
         hlen = (hlen << 8) | buf[i];
     ck_assert_uint_eq((8 + hlen) % 8, 0);
-    ck_assert_uint_eq(len, 8 + hlen + 24 + 12 + 12 + 6);
+    ck_assert_uint_eq(len, 8 + hlen + 24 + 12 + 12 + 12 + 6);
     char *hdr = strndup((char *)buf + 8, hlen);
     const char *want = "{\"c_f64\":{\"dtype\":\"F64\",\"shape\":[3],\"data_offsets\":[0,24]},"
                        "\"a_f32\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[24,36]},"
                        "\"b_f32\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[36,48]},"
-                       "\"z_f16\":{\"dtype\":\"F16\",\"shape\":[3],\"data_offsets\":[48,54]}}";
+                       "\"a_i32\":{\"dtype\":\"I32\",\"shape\":[3],\"data_offsets\":[48,60]},"
+                       "\"z_f16\":{\"dtype\":\"F16\",\"shape\":[3],\"data_offsets\":[60,66]}}";
     ck_assert_int_eq(strncmp(hdr, want, strlen(want)), 0);
     for (size_t i = strlen(want); i < hlen; i++)
         ck_assert_int_eq(hdr[i], ' ');

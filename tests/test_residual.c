@@ -143,6 +143,11 @@ START_TEST(mismatches_fail_or_are_listed)
     ck_assert_ok(sresid_model_add_tensor(tr, "flat", SRESID_DTYPE_F32, 1, s6, x, 24, 0));
     ck_assert_ok(sresid_model_add_tensor(base, "gone", SRESID_DTYPE_F32, 1, s6, x, 24, 0));
     ck_assert_ok(sresid_model_add_tensor(tr, "new", SRESID_DTYPE_F32, 1, s6, x, 24, 0));
+    /* one-sided integer tensors are left out, never a mismatch */
+    int64_t step = 3;
+    const int64_t s1[1] = {1};
+    ck_assert_ok(sresid_model_add_tensor(base, "step", SRESID_DTYPE_I64, 1, s1, &step, 8, 0));
+    ck_assert_ok(sresid_model_add_tensor(tr, "mask", SRESID_DTYPE_BOOL, 1, s6, x, 6, 0));
     sresid_residual *r = (sresid_residual *)(uintptr_t)0x1;
     ck_assert_status(sresid_residual_create(base, tr, NULL, &r), SRESID_ERR_MISMATCH);
     ck_assert_ptr_eq(r, (sresid_residual *)(uintptr_t)0x1);
@@ -156,11 +161,12 @@ START_TEST(mismatches_fail_or_are_listed)
     sresid_pair_opts o = {.size = sizeof o, .flags = SRESID_PAIR_SKIP_MISMATCHED};
     ck_assert_ok(sresid_residual_create(base, tr, &o, &r));
     ck_assert_uint_eq(sresid_residual_count(r), 1);
-    const char *want[4] = {"transposed", "flat", "gone", "new"};
-    const int32_t why[4] = {SRESID_UNPAIRED_SHAPE, SRESID_UNPAIRED_SHAPE, SRESID_UNPAIRED_BASE_ONLY,
-                            SRESID_UNPAIRED_TRAINED_ONLY};
-    ck_assert_uint_eq(sresid_residual_unpaired_count(r), 4);
-    for (size_t i = 0; i < 4; i++) {
+    const char *want[6] = {"transposed", "flat", "gone", "step", "new", "mask"};
+    const int32_t why[6] = {SRESID_UNPAIRED_SHAPE,      SRESID_UNPAIRED_SHAPE,
+                            SRESID_UNPAIRED_BASE_ONLY,  SRESID_UNPAIRED_NOT_FLOAT,
+                            SRESID_UNPAIRED_TRAINED_ONLY, SRESID_UNPAIRED_NOT_FLOAT};
+    ck_assert_uint_eq(sresid_residual_unpaired_count(r), 6);
+    for (size_t i = 0; i < 6; i++) {
         const char *name;
         int32_t reason;
         ck_assert_ok(sresid_residual_unpaired(r, i, &name, &reason));

@@ -66,7 +66,8 @@ typedef struct sresid_model_opts {
 } sresid_model_opts;
 
 /* Facts about one tensor. Set size to sizeof(sresid_tensor_info) before the
- * call; the library fills only the fields that size covers. Pointers are
+ * call (at least the size of this 1.0 struct); a newer library fills only
+ * the fields that size covers. Pointers are
  * borrowed from the model and valid until it is freed or changed.
  *
  * Matrix view: rank 0 is 1x1, rank 1 is 1xN, rank 2 is shape[0] x shape[1].
@@ -103,7 +104,8 @@ SRESID_API const char *sresid_kind_name(int32_t kind);
 
 /* Open a checkpoint read-only: a .safetensors file, a *.safetensors.index.json
  * (shards resolved beside it), or a directory (its index.json if it has
- * exactly one, else every *.safetensors file in name order). Every header is
+ * exactly one; INVALID_ARG if it has several; with none, every *.safetensors
+ * file in name order). A path ending in ".json" is read as an index. Every header is
  * validated completely before the call returns; tensor data is mapped, not
  * read. Tensors are ordered by file, then by data offset.
  * On success *out is the caller's; release it with sresid_model_free.
@@ -151,8 +153,9 @@ SRESID_API sresid_status sresid_model_read_raw(const sresid_model *model, size_t
  * (may be NULL when nbytes is 0). It is copied, or with SRESID_ADD_BORROW
  * borrowed: the caller keeps it alive and unchanged until the model is freed.
  * name is copied; it must be non-empty valid UTF-8 and not "__metadata__".
- * Negative dimensions, ndim > 64, or a numel overflowing 64 bits are rejected.
- * Errors: INVALID_ARG, DTYPE, SHAPE, OVERFLOW, DUPLICATE, NOMEM. */
+ * Negative dimensions, ndim > 64, a numel or byte size overflowing 64 bits or
+ * the address space (all SHAPE) are rejected.
+ * Errors: INVALID_ARG, DTYPE, SHAPE, DUPLICATE, NOMEM. */
 SRESID_API sresid_status sresid_model_add_tensor(sresid_model *model, const char *name,
                                                  sresid_dtype dtype, int32_t ndim,
                                                  const int64_t *shape, const void *data,
@@ -181,8 +184,9 @@ typedef struct sresid_save_opts {
 } sresid_save_opts;
 
 /* Save as one safetensors file in the reference layout: header padded with
- * spaces to a multiple of 8 bytes, tensors sorted by dtype size (largest
- * first) then name, data contiguous. Written to a temporary file beside path
+ * spaces to a multiple of 8 bytes, tensors ordered as the reference writer
+ * does (dtype in descending SRESID_DTYPE_* order, which is safetensors' own
+ * enum order, then name), data contiguous. Written to a temporary file beside path
  * and renamed, so path never holds a partial file.
  * Errors: INVALID_ARG, IO, NOMEM. */
 SRESID_API sresid_status sresid_model_save(const sresid_model *model, const char *path,

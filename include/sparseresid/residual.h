@@ -34,7 +34,7 @@ typedef struct sresid_pair_opts {
 #define SRESID_UNPAIRED_BASE_ONLY    1 /* in base only */
 #define SRESID_UNPAIRED_TRAINED_ONLY 2 /* in trained only */
 #define SRESID_UNPAIRED_SHAPE        3 /* same name, different shape */
-#define SRESID_UNPAIRED_NOT_FLOAT    4 /* integer or boolean on either side: always left out */
+#define SRESID_UNPAIRED_NOT_FLOAT    4 /* integer or boolean on either side (or on its only side): left out, never a mismatch */
 
 /* Index meaning "all paired tensors together" for sresid_residual_norms. */
 #define SRESID_ALL SIZE_MAX
