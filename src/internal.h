@@ -80,6 +80,7 @@ typedef struct sresid__file {
     char *path;
     void *map;        /* NULL when the file is empty */
     size_t map_len;
+    int fd;           /* kept open: reads go through pread (see model.c) */
 } sresid__file;
 
 typedef struct sresid__tensor {
@@ -127,10 +128,11 @@ sresid_status sresid__shape_numel(const int64_t *shape, int32_t ndim, sresid_dty
                                   int64_t *numel, uint64_t *nbytes);
 /* Matrix view of tensor t under layout. */
 void sresid__matrix_view(const sresid__tensor *t, int32_t layout, int64_t *rows, int64_t *cols);
-/* Convert elements [first, first+n) of tensor t to float32, releasing mapped
- * pages afterwards unless the model keeps them. */
-void sresid__tensor_to_f32(const sresid_model *m, const sresid__tensor *t, size_t first,
-                           size_t n, float *dst);
+/* Convert elements [first, first+n) of tensor t to float32. File-backed
+ * tensors are read with pread unless the model keeps pages (then copied from
+ * the mapping). IO when the file shrank or cannot be read. */
+sresid_status sresid__tensor_to_f32(const sresid_model *m, const sresid__tensor *t,
+                                    size_t first, size_t n, float *dst);
 /* Tell the kernel the mapped pages of t's bytes [off, off+len) may go. */
 void sresid__release_pages(const sresid_model *m, const sresid__tensor *t, uint64_t off,
                            uint64_t len);

@@ -7,7 +7,7 @@
 
 #include "internal.h"
 
-#define BLOCK 4096 /* elements converted per step; two blocks live on the stack */
+#define BLOCK 16384 /* elements converted per step; two blocks live on the stack */
 
 typedef struct unpaired {
     const char *name; /* borrowed from a model */
@@ -186,18 +186,17 @@ sresid_status sresid_residual_read(const sresid_residual *r, size_t i, float *ds
     size_t n = (size_t)b->numel;
     for (size_t off = 0; off < n; off += BLOCK) {
         size_t k = n - off < BLOCK ? n - off : BLOCK;
-        sresid__tensor_to_f32(r->trained, t, off, k, dst + off);
-        sresid__tensor_to_f32(r->base, b, off, k, tmp);
+        if ((st = sresid__tensor_to_f32(r->trained, t, off, k, dst + off)) ||
+            (st = sresid__tensor_to_f32(r->base, b, off, k, tmp)))
+            return st;
         for (size_t j = 0; j < k; j++)
             dst[off + j] -= tmp[j];
     }
-    sresid__release_pages(r->base, b, 0, b->nbytes);
-    sresid__release_pages(r->trained, t, 0, t->nbytes);
     return SRESID_OK;
 }
 
 /* Sums of squares of base, trained and residual for one pair. */
-static void pair_sums(const sresid_residual *r, size_t i, double s[3])
+static sresid_status pair_sums(const sresid_residual *r, size_t i, double s[3])
 {
     const sresid__tensor *b = &r->base->tensors[r->bi[i]], *t = &r->trained->tensors[r->ti[i]];
     float xb[BLOCK], xt[BLOCK];
@@ -205,8 +204,10 @@ static void pair_sums(const sresid_residual *r, size_t i, double s[3])
     size_t n = (size_t)b->numel;
     for (size_t off = 0; off < n; off += BLOCK) {
         size_t k = n - off < BLOCK ? n - off : BLOCK, j = 0;
-        sresid__tensor_to_f32(r->base, b, off, k, xb);
-        sresid__tensor_to_f32(r->trained, t, off, k, xt);
+        sresid_status st;
+        if ((st = sresid__tensor_to_f32(r->base, b, off, k, xb)) ||
+            (st = sresid__tensor_to_f32(r->trained, t, off, k, xt)))
+            return st;
         /* four interleaved sums: more accurate and they vectorise */
         for (; j + 4 <= k; j += 4)
             for (int l = 0; l < 4; l++) {
@@ -224,8 +225,7 @@ static void pair_sums(const sresid_residual *r, size_t i, double s[3])
     }
     for (int q = 0; q < 3; q++)
         s[q] = (acc[q][0] + acc[q][1]) + (acc[q][2] + acc[q][3]);
-    sresid__release_pages(r->base, b, 0, b->nbytes);
-    sresid__release_pages(r->trained, t, 0, t->nbytes);
+    return SRESID_OK;
 }
 
 sresid_status sresid_residual_norms(const sresid_residual *r, size_t i, sresid_norms *out)
@@ -242,7 +242,9 @@ sresid_status sresid_residual_norms(const sresid_residual *r, size_t i, sresid_n
     size_t lo = i == SRESID_ALL ? 0 : i, hi = i == SRESID_ALL ? r->count : i + 1;
     for (size_t p = lo; p < hi; p++) {
         double q[3];
-        pair_sums(r, p, q);
+        sresid_status st = pair_sums(r, p, q);
+        if (st)
+            return st;
         for (int k = 0; k < 3; k++)
             s[k] += q[k];
     }

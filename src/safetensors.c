@@ -232,10 +232,11 @@ sresid_status sresid__st_open_file(sresid_model *m, const char *path)
         return sresid__fail(SRESID_ERR_OVERFLOW, "%s: file too large to map", path);
     }
     void *map = mmap(NULL, (size_t)len, PROT_READ, MAP_PRIVATE, fd, 0);
-    int map_errno = errno;
-    close(fd); /* the mapping keeps the file */
-    if (map == MAP_FAILED)
-        return sresid__fail(SRESID_ERR_IO, "%s: cannot map: %s", path, strerror(map_errno));
+    if (map == MAP_FAILED) {
+        int e = errno;
+        close(fd);
+        return sresid__fail(SRESID_ERR_IO, "%s: cannot map: %s", path, strerror(e));
+    }
 
     const unsigned char *p = map;
     uint64_t hlen = load_le64(p);
@@ -249,6 +250,7 @@ sresid_status sresid__st_open_file(sresid_model *m, const char *path)
                           path, (unsigned long long)hlen, (unsigned long long)len);
     if (st) {
         munmap(map, (size_t)len);
+        close(fd);
         return st;
     }
     sresid__file *files = realloc(m->files, (m->nfiles + 1) * sizeof *files);
@@ -258,11 +260,13 @@ sresid_status sresid__st_open_file(sresid_model *m, const char *path)
     if (!files || !pathcopy) {
         free(pathcopy);
         munmap(map, (size_t)len);
+        close(fd);
         return sresid__fail(SRESID_ERR_NOMEM, "%s: out of memory", path);
     }
     /* Registered before parsing so that sresid_model_free unmaps it on error. */
     int32_t index = (int32_t)m->nfiles++;
-    m->files[index] = (sresid__file){.path = pathcopy, .map = map, .map_len = (size_t)len};
+    m->files[index] =
+        (sresid__file){.path = pathcopy, .map = map, .map_len = (size_t)len, .fd = fd};
     return parse_header(m, path, p, len, hlen, index);
 }
 

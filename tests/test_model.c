@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "internal.h"
 #include "testutil.h"
@@ -447,6 +448,34 @@ START_TEST(keep_pages_flag_same_data)
 }
 END_TEST
 
+/* A file cut short after opening: reads report IO instead of faulting. */
+START_TEST(file_shrinks_after_open)
+{
+    sresid_model *m;
+    ck_assert_ok(sresid_model_create(NULL, &m));
+    const size_t n = 100000;
+    uint16_t *h = calloc(n, sizeof *h);
+    float *out = malloc(n * sizeof *out);
+    const int64_t s[1] = {(int64_t)n};
+    ck_assert_ok(sresid_model_add_tensor(m, "w", SRESID_DTYPE_F32, 1, s, out, n * 4, SRESID_ADD_BORROW));
+    ck_assert_ok(sresid_model_add_tensor(m, "h", SRESID_DTYPE_BF16, 1, s, h, n * 2, 0));
+    const char *p = tu_path("shrinks.safetensors");
+    ck_assert_ok(sresid_model_save(m, p, NULL));
+    sresid_model_free(m);
+    ck_assert_ok(sresid_model_open(p, NULL, &m));
+    ck_assert_ok(sresid_model_read_f32(m, 1, out, n));
+    ck_assert_int_eq(truncate(p, 4096), 0);
+    for (size_t i = 0; i < 2; i++) {
+        ck_assert_status(sresid_model_read_f32(m, i, out, n), SRESID_ERR_IO);
+        ck_assert_ptr_nonnull(strstr(sresid_last_error(), "shrank"));
+    }
+    ck_assert_status(sresid_model_read_raw(m, 0, out, n * 4), SRESID_ERR_IO);
+    sresid_model_free(m);
+    free(h);
+    free(out);
+}
+END_TEST
+
 Suite *suite_model(void)
 {
     Suite *s = suite_create("model");
@@ -463,6 +492,7 @@ Suite *suite_model(void)
     tcase_add_test(tc, matrix_views);
     tcase_add_test(tc, kind_rules_override);
     tcase_add_test(tc, keep_pages_flag_same_data);
+    tcase_add_test(tc, file_shrinks_after_open);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -23,6 +23,13 @@ static void remove_tmpdir(void)
 const char *tu_tmpdir(void)
 {
     if (tmpdir[0] == '\0') {
+        /* SRESID_TEST_KEEP_DIR: write into that directory and keep the files,
+         * so the tools test can run the programs over the generated corpus */
+        const char *keep = getenv("SRESID_TEST_KEEP_DIR");
+        if (keep && *keep) {
+            snprintf(tmpdir, sizeof tmpdir, "%s", keep);
+            return tmpdir;
+        }
         const char *base = getenv("TMPDIR");
         snprintf(tmpdir, sizeof tmpdir, "%s/sresid-test-XXXXXX", base && *base ? base : "/tmp");
         if (!mkdtemp(tmpdir)) {

@@ -21,7 +21,8 @@ Suite *suite_stats(void);
 Suite *suite_matrix(void);
 Suite *suite_report(void);
 
-/* Per-process scratch directory (created on first use, removed at exit). */
+/* Per-process scratch directory (created on first use, removed at exit),
+ * or $SRESID_TEST_KEEP_DIR (must exist; kept). */
 const char *tu_tmpdir(void);
 /* tu_tmpdir()/name in a static rotating buffer. */
 const char *tu_path(const char *name);

@@ -54,7 +54,12 @@ typedef int32_t sresid_dtype;
 #define SRESID_LAYOUT_OUT_LAST  1  /* TF/Keras [k..., in, out]: cols = shape[ndim-1] */
 
 /* sresid_model_opts.flags */
-#define SRESID_OPEN_KEEP_PAGES 0x1u /* keep mapped pages resident after a read */
+/* Reads normally use pread: nothing stays resident but the caller's buffer,
+ * and a file that shrinks after opening gives SRESID_ERR_IO. With this flag
+ * reads copy from the mapping instead and its pages stay resident (faster
+ * for repeated reads of a small model; the file must then not change while
+ * the model is open, as for sresid_tensor_info.data). */
+#define SRESID_OPEN_KEEP_PAGES 0x1u
 
 /* Options for sresid_model_open and sresid_model_create. Set size to
  * sizeof(sresid_model_opts); zero fields mean defaults; NULL means all
@@ -79,7 +84,8 @@ typedef struct sresid_tensor_info {
     const char *name;     /* UTF-8, unique in the model */
     const char *role;     /* name with the layer number replaced by "{L}" */
     const int64_t *shape; /* ndim entries (NULL when ndim == 0) */
-    const void *data;     /* raw little-endian bytes, maybe unaligned; NULL if nbytes == 0 */
+    const void *data;     /* raw little-endian bytes, maybe unaligned (for opened files: the
+                             read-only mapping); NULL if nbytes == 0 */
     uint64_t nbytes;
     int64_t numel;        /* product of shape; 1 for rank 0 */
     int64_t rows;         /* matrix view */
@@ -137,12 +143,12 @@ SRESID_API sresid_status sresid_model_tensor_info(const sresid_model *model, siz
  * numel floats. Conversions are exact where float32 can hold the value
  * (F16, BF16, F8: always; subnormals, signed zeros, Inf and NaN payloads kept);
  * F64 rounds to nearest even. Errors: INVALID_ARG, DTYPE (not a float tensor),
- * SHAPE (count < numel). */
+ * SHAPE (count < numel), IO (the file shrank or cannot be read). */
 SRESID_API sresid_status sresid_model_read_f32(const sresid_model *model, size_t index,
                                                float *dst, size_t count);
 
 /* Copy a tensor's raw bytes (any dtype) into dst, which holds nbytes >= the
- * tensor's byte size. Errors: INVALID_ARG, SHAPE (nbytes too small). */
+ * tensor's byte size. Errors: INVALID_ARG, SHAPE (nbytes too small), IO. */
 SRESID_API sresid_status sresid_model_read_raw(const sresid_model *model, size_t index,
                                                void *dst, size_t nbytes);
 

@@ -73,13 +73,13 @@ SRESID_API sresid_status sresid_residual_pair(const sresid_residual *residual, s
                                               size_t *base_index, size_t *trained_index);
 
 /* Compute pair i's residual trained - base in float32 into dst (count >=
- * numel); each side is first read as float32. Errors: INVALID_ARG, SHAPE. */
+ * numel); each side is first read as float32. Errors: INVALID_ARG, SHAPE, IO. */
 SRESID_API sresid_status sresid_residual_read(const sresid_residual *residual, size_t i,
                                               float *dst, size_t count);
 
 /* Norms of pair i, or over all pairs with i == SRESID_ALL. Reads the data
  * (streams every tensor for SRESID_ALL). Set out->size first.
- * Errors: INVALID_ARG. */
+ * Errors: INVALID_ARG, IO. */
 SRESID_API sresid_status sresid_residual_norms(const sresid_residual *residual, size_t i,
                                                sresid_norms *out);
 
