@@ -152,6 +152,77 @@ class _Norms(Structure):
                 ("residual", c_double), ("relative", c_double)]
 
 
+# ---- structs (probe.h) ----
+
+class _Moments(Structure):
+    _fields_ = [("size", c_size_t), ("count", c_uint64), ("nonfinite", c_uint64),
+                ("mean", c_double), ("m2", c_double), ("m3", c_double), ("m4", c_double),
+                ("min", c_double), ("max", c_double)]
+
+
+class _MomentStats(Structure):
+    _fields_ = [("size", c_size_t), ("count", c_uint64), ("nonfinite", c_uint64),
+                ("mean", c_double), ("variance", c_double), ("skewness", c_double),
+                ("kurtosis", c_double), ("min", c_double), ("max", c_double)]
+
+
+class _EntropyResult(Structure):
+    _fields_ = [("size", c_size_t), ("count", c_uint64), ("bits", c_double),
+                ("random_bits", c_double), ("ratio", c_double)]
+
+
+class _KmeansOpts(Structure):
+    _fields_ = [("size", c_size_t), ("seed", c_uint64), ("max_iter", c_int32),
+                ("reserved", c_int32)]
+
+
+class _KmeansResult(Structure):
+    _fields_ = [("size", c_size_t), ("k", c_int32), ("iterations", c_int32),
+                ("explained", c_double), ("explained_random", c_double),
+                ("difference", c_double)]
+
+
+class _SparsityResult(Structure):
+    _fields_ = [("size", c_size_t), ("elements_for_energy", c_double * 3), ("hoyer", c_double),
+                ("energy_in_top", c_double * 3)]
+
+
+class _NullResult(Structure):
+    _fields_ = [("size", c_size_t), ("draws", c_int32), ("reserved", c_int32),
+                ("observed", c_double), ("mean", c_double), ("std", c_double), ("z", c_double)]
+
+
+_F32P = c_void_p  # const float * (numpy data pointers)
+_MAT = [_F32P, c_int64, c_int64, c_int64]  # x, rows, cols, ld
+
+# probe.h (bound when the loaded library has them: see _load)
+_PROBE_PROTOTYPES = {
+    "sresid_moments_init": (c_int32, [POINTER(_Moments)]),
+    "sresid_moments_add": (c_int32, [POINTER(_Moments)] + _MAT),
+    "sresid_moments_merge": (c_int32, [POINTER(_Moments), POINTER(_Moments)]),
+    "sresid_moments_stats": (c_int32, [POINTER(_Moments), POINTER(_MomentStats)]),
+    "sresid_histogram_create": (c_int32, [c_int32, c_double, c_double, POINTER(c_void_p)]),
+    "sresid_histogram_free": (None, [c_void_p]),
+    "sresid_histogram_add": (c_int32, [c_void_p] + _MAT),
+    "sresid_histogram_merge": (c_int32, [c_void_p, c_void_p]),
+    "sresid_histogram_counts": (c_int32, [c_void_p, c_void_p, c_size_t]),
+    "sresid_histogram_outside": (c_uint64, [c_void_p]),
+    "sresid_histogram_entropy": (c_int32, [c_void_p, POINTER(c_double)]),
+    "sresid_entropy": (c_int32, _MAT + [c_int32, c_uint64, POINTER(_EntropyResult)]),
+    "sresid_entropy_random": (c_int32, [c_uint64, c_int32, c_uint64, POINTER(c_double)]),
+    "sresid_participation_ratio": (c_int32, _MAT + [POINTER(c_double), POINTER(c_double)]),
+    "sresid_correlation": (c_int32, [_F32P, _F32P, c_size_t, POINTER(c_double)]),
+    "sresid_lowfreq_ratio": (c_int32, _MAT + [c_double, POINTER(c_double)]),
+    "sresid_kmeans_fit": (c_int32, _MAT + [c_int32, POINTER(_KmeansOpts), c_void_p, c_void_p,
+                                           POINTER(c_double), POINTER(c_int32)]),
+    "sresid_kmeans_explained": (c_int32, _MAT + [c_void_p, c_size_t, POINTER(_KmeansOpts),
+                                                 POINTER(_KmeansResult)]),
+    "sresid_sparsity": (c_int32, _MAT + [POINTER(_SparsityResult)]),
+    "sresid_permutation_null": (c_int32, [c_uint32] + _MAT + [c_double, c_int32, c_uint64,
+                                                              POINTER(_NullResult)]),
+}
+
+
 # Every function the binding calls: name -> (restype, argtypes). Handles are
 # opaque pointers (c_void_p).
 _PROTOTYPES = {
@@ -201,6 +272,7 @@ _PROTOTYPES = {
     "sresid_residual_unpaired": (c_int32, [c_void_p, c_size_t, POINTER(c_char_p),
                                            POINTER(c_int32)]),
 }
+_PROTOTYPES.update(_PROBE_PROTOTYPES)
 
 
 def _find_library():
@@ -222,14 +294,28 @@ def _load():
         raise ImportError(
             "sparseresid: cannot load %s (%s); build it with `make lib` or set "
             "SPARSERESID_LIB to the library's path" % (path, exc)) from exc
+    missing = set()
     for name, (restype, argtypes) in _PROTOTYPES.items():
-        fn = getattr(lib, name)
+        fn = getattr(lib, name, None)
+        if fn is None and name in _PROBE_PROTOTYPES:
+            # An older or partial build: the probe wrappers that need it raise
+            # SparseResidError(ERR_UNSUPPORTED) when called.
+            missing.add(name)
+            continue
+        if fn is None:
+            raise ImportError("sparseresid: %s lacks %s; rebuild it with `make lib`"
+                              % (path, name))
         fn.restype = restype
         fn.argtypes = argtypes
-    return lib
+    return lib, missing
 
 
-_lib = _load()
+_lib, _MISSING = _load()
+# Initialise BLIS now (sresid_blas_arch runs bli_init). BLIS 0.9 aborts the
+# process when BLIS_ARCH_TYPE is set and bli_arch_query_id() is called before
+# bli_init(), which is what threadpoolctl does on every BLIS it finds loaded,
+# and scikit-learn calls threadpoolctl inside KMeans.fit and elsewhere.
+_lib.sresid_blas_arch()
 #: Path the shared library was loaded from (as given to the loader).
 library_path = _lib._name
 
@@ -696,3 +782,369 @@ class Residual:
         if self._h is None:
             return "<sparseresid.Residual closed>"
         return "<sparseresid.Residual %d pairs>" % len(self)
+
+
+# ==== probes (probe.h): statistics of a residual or of any float32 matrix ====
+#
+# Arrays go to the library without a copy: pass numpy float32 arrays, either
+# 1-D and contiguous (one row) or 2-D with unit column stride (a C-contiguous
+# matrix or a row-strided view such as a[:, :k] or a[::2]; the row stride goes
+# to the library as ld). Anything else raises TypeError (dtype) or ValueError
+# (shape, strides) rather than being copied behind the caller's back.
+
+# probe.h: probe identifiers (also the bits of the report's probe set)
+PROBE_MOMENTS = 0x01
+PROBE_ENTROPY = 0x02
+PROBE_PR = 0x04
+PROBE_LOWFREQ = 0x08
+PROBE_KMEANS = 0x10
+PROBE_SPARSITY = 0x20
+PROBE_CORRELATION = 0x40
+PROBE_ALL = 0x7F
+
+#: Energy levels of sparsity()["elements_for_energy"] and element shares of
+#: sparsity()["energy_in_top"], in order.
+SPARSITY_ENERGY_LEVELS = (0.50, 0.90, 0.99)
+SPARSITY_TOP_SHARES = (0.01, 0.10, 0.50)
+#: Default K values of kmeans_explained.
+KMEANS_DEFAULT_KS = (2, 4, 8, 16)
+
+_PROBE_NAMES = {"pr": PROBE_PR, "participation_ratio": PROBE_PR, "lowfreq": PROBE_LOWFREQ,
+                "kmeans": PROBE_KMEANS}
+
+
+def has_function(name):
+    """True if the loaded library exports the function name (e.g.
+    "sresid_kmeans_fit")."""
+    return name not in _MISSING and hasattr(_lib, name)
+
+
+def _fn(name):
+    if name in _MISSING:
+        raise SparseResidError(ERR_UNSUPPORTED, "the loaded library (%s) lacks %s"
+                               % (library_path, name))
+    return getattr(_lib, name)
+
+
+class _Mat:
+    """A float32 array checked for a zero-copy call: ptr, rows, cols, ld.
+    Holds a reference to the array for as long as the call needs it."""
+
+    __slots__ = ("array", "ptr", "rows", "cols", "ld")
+
+    def __init__(self, a, what="a", flat=False):
+        arr = np.asarray(a)
+        if arr.dtype != np.float32:  # also rejects byte-swapped float32
+            raise TypeError("%s must be a native float32 array, not %s (convert it with "
+                            ".astype(np.float32))" % (what, arr.dtype))
+        if flat and arr.ndim >= 1 and arr.flags.c_contiguous:
+            # statistics of the values only: any C-contiguous array is one row
+            rows, cols, ld = (1, arr.size, max(arr.size, 1))
+        elif arr.ndim == 1:
+            if not arr.flags.c_contiguous:
+                raise ValueError("%s: a 1-D array must be contiguous (got stride %d bytes)"
+                                 % (what, arr.strides[0]))
+            rows, cols, ld = 1, arr.shape[0], max(arr.shape[0], 1)
+        elif arr.ndim == 2:
+            rows, cols = arr.shape
+            s0, s1 = arr.strides
+            if cols > 1 and s1 != 4:
+                raise ValueError("%s: the column stride must be one element (got %d bytes); "
+                                 "pass a row-major view or np.ascontiguousarray(%s)"
+                                 % (what, s1, what))
+            if rows <= 1:
+                ld = max(cols, 1)
+            elif s0 % 4 or s0 < 4 * cols:
+                raise ValueError("%s: row stride %d bytes is not a positive multiple of 4 "
+                                 "bytes of at least cols elements" % (what, s0))
+            else:
+                ld = s0 // 4
+        else:
+            raise ValueError("%s must be 1-D or 2-D, not %d-D" % (what, arr.ndim))
+        if arr.size and arr.ctypes.data % 4:
+            raise ValueError("%s: data is not aligned to 4 bytes" % what)
+        self.array = arr
+        self.ptr = arr.ctypes.data if arr.size else None
+        self.rows, self.cols, self.ld = int(rows), int(cols), int(ld)
+
+    def args(self):
+        return (self.ptr, self.rows, self.cols, self.ld)
+
+
+def _sized(cls):
+    s = cls()
+    s.size = ctypes.sizeof(cls)
+    return s
+
+
+def _moment_stats_dict(st):
+    return {"count": int(st.count), "nonfinite": int(st.nonfinite), "mean": st.mean,
+            "variance": st.variance, "skewness": st.skewness, "kurtosis": st.kurtosis,
+            "min": st.min, "max": st.max}
+
+
+class Moments:
+    """Mergeable running moments (sresid_moments): mean, population variance,
+    skewness and excess kurtosis as scipy.stats.skew / kurtosis with their
+    defaults; min and max; non-finite values are counted and skipped.
+
+        m = Moments().add(chunk1).add(chunk2)
+        m.merge(other_moments)   # exactly the state of the concatenation
+        m.stats()["kurtosis"]
+
+    Plain data: copy() and pickling work."""
+
+    def __init__(self, data=None):
+        self._s = _Moments()
+        _check(_fn("sresid_moments_init")(byref(self._s)))
+        if data is not None:
+            self.add(data)
+
+    def add(self, x):
+        """Add the values of a float32 array (any C-contiguous array, or a
+        2-D row-strided view). Returns self."""
+        m = _Mat(x, "x", flat=True)
+        _check(_fn("sresid_moments_add")(byref(self._s), *m.args()))
+        return self
+
+    def merge(self, other):
+        """self := self + other. Returns self."""
+        if not isinstance(other, Moments):
+            raise TypeError("other must be a Moments object")
+        _check(_fn("sresid_moments_merge")(byref(self._s), byref(other._s)))
+        return self
+
+    def stats(self):
+        """dict(count, nonfinite, mean, variance, skewness, kurtosis, min, max);
+        NaN where undefined (e.g. the kurtosis of a constant)."""
+        out = _sized(_MomentStats)
+        _check(_fn("sresid_moments_stats")(byref(self._s), byref(out)))
+        return _moment_stats_dict(out)
+
+    def state(self):
+        """The raw state as a dict (count, nonfinite, mean, m2, m3, m4, min, max)."""
+        return {name: getattr(self._s, name) for name, _ in _Moments._fields_ if name != "size"}
+
+    @property
+    def count(self):
+        return int(self._s.count)
+
+    def copy(self):
+        new = Moments.__new__(Moments)
+        new._s = _Moments.from_buffer_copy(self._s)
+        return new
+
+    __copy__ = copy
+
+    def __getstate__(self):
+        return bytes(self._s)
+
+    def __setstate__(self, raw):
+        self._s = _Moments.from_buffer_copy(raw)
+
+    def __repr__(self):
+        return "<sparseresid.Moments count=%d mean=%g>" % (self._s.count, self._s.mean)
+
+
+class Histogram:
+    """bins equal bins over [lo, hi], as numpy.histogram(x.astype(np.float64),
+    bins, range=(lo, hi)): the last bin is closed; finite values outside
+    [lo, hi] are counted apart (outside()). Use as a context manager or
+    close() it; it is freed on garbage collection too."""
+
+    def __init__(self, bins, lo, hi):
+        self._h = None
+        out = c_void_p()
+        _check(_fn("sresid_histogram_create")(int(bins), float(lo), float(hi), byref(out)))
+        self._h = out
+        self.bins, self.lo, self.hi = int(bins), float(lo), float(hi)
+
+    def close(self):
+        """Free the histogram. Idempotent."""
+        if getattr(self, "_h", None) is not None:
+            _lib.sresid_histogram_free(self._h)
+            self._h = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def _handle(self):
+        if self._h is None:
+            raise ValueError("histogram is closed")
+        return self._h
+
+    def add(self, x):
+        """Count the finite values of a float32 array. Returns self."""
+        m = _Mat(x, "x", flat=True)
+        _check(_fn("sresid_histogram_add")(self._handle(), *m.args()))
+        return self
+
+    def merge(self, other):
+        """self += other (same bins, lo, hi). Returns self."""
+        if not isinstance(other, Histogram):
+            raise TypeError("other must be a Histogram")
+        _check(_fn("sresid_histogram_merge")(self._handle(), other._handle()))
+        return self
+
+    def counts(self):
+        """Bin counts as a new numpy uint64 array of bins entries."""
+        out = np.zeros(self.bins, dtype=np.uint64)
+        _check(_fn("sresid_histogram_counts")(self._handle(), out.ctypes.data, out.size))
+        return out
+
+    def outside(self):
+        """Finite values seen outside [lo, hi]."""
+        return int(_fn("sresid_histogram_outside")(self._handle()))
+
+    def entropy(self):
+        """Shannon entropy in bits of the counts (NaN when empty)."""
+        out = c_double()
+        _check(_fn("sresid_histogram_entropy")(self._handle(), byref(out)))
+        return out.value
+
+    def __repr__(self):
+        if self._h is None:
+            return "<sparseresid.Histogram closed>"
+        return "<sparseresid.Histogram %d bins over [%g, %g]>" % (self.bins, self.lo, self.hi)
+
+
+def entropy(x, bins=100, seed=0):
+    """Histogram entropy of the finite values of x over [min, max] and its
+    random baseline (the same rule on as many Gaussian draws from seed).
+    Returns dict(count, bits, random_bits, ratio)."""
+    m = _Mat(x, "x", flat=True)
+    out = _sized(_EntropyResult)
+    _check(_fn("sresid_entropy")(*m.args(), int(bins), int(seed), byref(out)))
+    return {"count": int(out.count), "bits": out.bits, "random_bits": out.random_bits,
+            "ratio": out.ratio}
+
+
+def entropy_random(count, bins=100, seed=0):
+    """Entropy in bits of count standard-normal draws (the library's generator,
+    from seed) binned over their own [min, max]; NaN for count < 2."""
+    out = c_double()
+    _check(_fn("sresid_entropy_random")(int(count), int(bins), int(seed), byref(out)))
+    return out.value
+
+
+def participation_ratio(a):
+    """(PR, PR / min(rows, cols)) of a float32 matrix, PR = (sum s^2)^2 / sum s^4
+    over its singular values (from a Gram matrix, no SVD); NaN for zero."""
+    m = _Mat(a)
+    pr, norm = c_double(), c_double()
+    _check(_fn("sresid_participation_ratio")(*m.args(), byref(pr), byref(norm)))
+    return pr.value, norm.value
+
+
+def correlation(x, y):
+    """Pearson r of two float32 arrays with the same number of values
+    (C-contiguous, compared element by element in memory order) over the
+    positions where both are finite; NaN when either is constant there."""
+    mx, my = _Mat(x, "x", flat=True), _Mat(y, "y", flat=True)
+    if mx.array.size != my.array.size:
+        raise ValueError("x and y differ in size (%d vs %d)" % (mx.array.size, my.array.size))
+    if mx.rows > 1 or my.rows > 1:  # only 2-D strided views get here with rows > 1
+        raise ValueError("x and y must be C-contiguous")
+    out = c_double()
+    _check(_fn("sresid_correlation")(mx.ptr, my.ptr, mx.array.size, byref(out)))
+    return out.value
+
+
+def lowfreq_ratio(a, band=0.125):
+    """Share of the 2-D DFT power of the mean-removed matrix in the band
+    |k1| <= floor(band * rows / 2), |k2| <= floor(band * cols / 2) (DC
+    excluded), over that band's share for white noise. 1 for noise, >> 1 for
+    smooth matrices; NaN when constant or the band holds only DC."""
+    m = _Mat(a)
+    out = c_double()
+    _check(_fn("sresid_lowfreq_ratio")(*m.args(), float(band), byref(out)))
+    return out.value
+
+
+def _kmeans_opts(seed, max_iter):
+    opts = _sized(_KmeansOpts)
+    opts.seed = int(seed)
+    opts.max_iter = int(max_iter)
+    return opts
+
+
+def kmeans_fit(a, k, seed=0, max_iter=0):
+    """k-means on the rows of a float32 matrix (k-means++ from seed, then Lloyd
+    until stable or max_iter; 0 means 100). Returns (labels int32[rows],
+    centers float32[k, cols], inertia, iterations)."""
+    m = _Mat(a)
+    k = int(k)
+    labels = np.empty(m.rows, dtype=np.int32)
+    centers = np.empty((max(k, 0), m.cols), dtype=np.float32)
+    inertia, iters = c_double(), c_int32()
+    opts = _kmeans_opts(seed, max_iter)
+    _check(_fn("sresid_kmeans_fit")(*m.args(), k, byref(opts), labels.ctypes.data,
+                                    centers.ctypes.data, byref(inertia), byref(iters)))
+    return labels, centers, inertia.value, int(iters.value)
+
+
+def kmeans_explained(a, ks=KMEANS_DEFAULT_KS, seed=0, max_iter=0):
+    """Explained variance 1 - W_K / T for each K in ks, with the same figure
+    on a Gaussian matrix of the same shape and variance. Returns a list of
+    dict(k, iterations, explained, explained_random, difference)."""
+    m = _Mat(a)
+    kl = [int(k) for k in ks]
+    karr = np.array(kl, dtype=np.int32)
+    out = (_KmeansResult * max(len(kl), 1))()
+    for r in out:
+        r.size = ctypes.sizeof(_KmeansResult)
+    opts = _kmeans_opts(seed, max_iter)
+    _check(_fn("sresid_kmeans_explained")(*m.args(), karr.ctypes.data if kl else None, len(kl),
+                                          byref(opts), out))
+    return [{"k": int(r.k), "iterations": int(r.iterations), "explained": r.explained,
+             "explained_random": r.explained_random, "difference": r.difference}
+            for r in out[:len(kl)]]
+
+
+def sparsity(x):
+    """Energy concentration of the values of x: dict(elements_for_energy =
+    share of elements, largest |x| first, holding 50/90/99 % of sum x^2;
+    hoyer; energy_in_top = share of sum x^2 in the top 1/10/50 % of
+    elements). See SPARSITY_ENERGY_LEVELS and SPARSITY_TOP_SHARES."""
+    m = _Mat(x, "x", flat=True)
+    out = _sized(_SparsityResult)
+    _check(_fn("sresid_sparsity")(*m.args(), byref(out)))
+    return {"elements_for_energy": tuple(out.elements_for_energy), "hoyer": out.hoyer,
+            "energy_in_top": tuple(out.energy_in_top)}
+
+
+def permutation_null(probe, a, param=0.0, draws=20, seed=0):
+    """One probe (PROBE_PR, PROBE_LOWFREQ with param = band, PROBE_KMEANS with
+    param = K; or "pr", "lowfreq", "kmeans") on a matrix against draws random
+    permutations of its entries. Returns dict(draws, observed, mean, std, z)."""
+    if isinstance(probe, str):
+        try:
+            code = _PROBE_NAMES[probe.lower()]
+        except KeyError:
+            raise ValueError("probe must be one of %s" % ", ".join(sorted(_PROBE_NAMES))) \
+                from None
+    else:
+        code = int(probe)
+    m = _Mat(a)
+    out = _sized(_NullResult)
+    _check(_fn("sresid_permutation_null")(code, *m.args(), float(param), int(draws), int(seed),
+                                          byref(out)))
+    return {"draws": int(out.draws), "observed": out.observed, "mean": out.mean,
+            "std": out.std, "z": out.z}
+
+
+__all__ += [
+    "PROBE_MOMENTS", "PROBE_ENTROPY", "PROBE_PR", "PROBE_LOWFREQ", "PROBE_KMEANS",
+    "PROBE_SPARSITY", "PROBE_CORRELATION", "PROBE_ALL", "Moments", "Histogram", "entropy",
+    "entropy_random", "participation_ratio", "correlation", "lowfreq_ratio", "kmeans_fit",
+    "kmeans_explained", "sparsity", "permutation_null", "has_function",
+]

@@ -7,6 +7,17 @@
 
 static _Thread_local int local_threads;
 
+/* Threads for a product of m n k multiply-adds: small products run on one
+ * thread, since waking and joining BLIS's workers costs more than they
+ * save (and much more on a loaded machine, where workers spin waiting for
+ * a core); then one more thread per 2^21 multiply-adds, up to the setting. */
+static int threads_for(int64_t m, int64_t n, int64_t k)
+{
+    int want = local_threads ? local_threads : sresid_get_threads();
+    double work = (double)m * (double)n * (double)k / 2097152.0;
+    return work < want ? (work < 1 ? 1 : (int)work) : want;
+}
+
 void sresid__blas_local_threads(int n)
 {
     local_threads = n > 0 ? n : 0;
@@ -17,10 +28,19 @@ void sresid__sgemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
                    float *c, int64_t ldc)
 {
     rntm_t rntm = BLIS_RNTM_INITIALIZER;
-    bli_rntm_set_num_threads(local_threads ? local_threads : sresid_get_threads(), &rntm);
+    bli_rntm_set_num_threads(threads_for(m, n, k), &rntm);
     bli_sgemm_ex(ta ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE, tb ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE,
                  m, n, k, &alpha, (float *)a, lda, 1, (float *)b, ldb, 1, &beta, c, ldc, 1,
                  NULL, &rntm);
+}
+
+void sresid__sgemv(int64_t m, int64_t n, float alpha, const float *a, int64_t lda,
+                   const float *x, float beta, float *y)
+{
+    rntm_t rntm = BLIS_RNTM_INITIALIZER;
+    bli_rntm_set_num_threads(threads_for(m, n, 1), &rntm);
+    bli_sgemv_ex(BLIS_NO_TRANSPOSE, BLIS_NO_CONJUGATE, m, n, &alpha, (float *)a, lda, 1,
+                 (float *)x, 1, &beta, y, 1, NULL, &rntm);
 }
 
 const char *sresid_blas_arch(void)

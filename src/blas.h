@@ -5,12 +5,25 @@
 
 #include <stdint.h>
 
+/* Floats of slack to allocate past the end of every buffer the library
+ * hands to BLIS: the small-matrix ("sup") kernels of BLIS 0.9 for
+ * haswell/zen can read a few elements past an operand (flame/blis#635),
+ * seen here on C when beta != 0. */
+#define SRESID__BLAS_SLACK 16
+
 /* C (m x n, row stride ldc) = alpha * op(A) * op(B) + beta * C, float32,
  * row-major, with op = transpose when ta/tb is non-zero. Runs with
- * sresid_get_threads() threads. Arguments must already be validated. */
+ * sresid_get_threads() threads, fewer for a small product. Arguments must
+ * already be validated. */
 void sresid__sgemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
                    const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
                    float *c, int64_t ldc);
+
+/* y (m) = alpha * A * x + beta * y, A row-major m x n with row stride lda,
+ * float32, same threading rule as sresid__sgemm (BLIS 0.9 runs level-2
+ * operations on one thread whatever the count). */
+void sresid__sgemv(int64_t m, int64_t n, float alpha, const float *a, int64_t lda,
+                   const float *x, float beta, float *y);
 
 /* Thread count for BLIS calls made by the calling thread: n >= 1 overrides
  * sresid_get_threads() (worker threads that already split the work use 1);

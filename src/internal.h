@@ -138,6 +138,10 @@ void sresid__release_pages(const sresid_model *m, const sresid__tensor *t, uint6
                            uint64_t len);
 bool sresid__utf8_valid(const char *s, size_t len);
 
+/* ---- residual (residual.c) ---- */
+/* The base model a residual pairs (borrowed). */
+const sresid_model *sresid__residual_base(const sresid_residual *r);
+
 /* ---- safetensors (safetensors.c) ---- */
 /* Map one file and append its tensors and metadata to m. */
 sresid_status sresid__st_open_file(sresid_model *m, const char *path);

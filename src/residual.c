@@ -142,6 +142,11 @@ void sresid_residual_free(sresid_residual *r)
     free(r);
 }
 
+const sresid_model *sresid__residual_base(const sresid_residual *r)
+{
+    return r->base;
+}
+
 size_t sresid_residual_count(const sresid_residual *r)
 {
     return r ? r->count : 0;

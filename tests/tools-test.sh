@@ -162,5 +162,108 @@ broken missing "$TMP/missing.safetensors" "$TMP/missing.safetensors"
 broken empty-dir "$TMP/no-checkpoints" "$TMP/no-checkpoints"
 broken bad-trained "$TMP/cut-data.safetensors" "$BASE" "$TMP/cut-data.safetensors"
 
+# ---- sr-probe ----
+PROBE=${SR_PROBE:-bin/sr-probe}
+# runp NAME ARGS...: as run, for sr-probe.
+runp() {
+    name=$1
+    shift
+    "$PROBE" "$@" >"$TMP/$name.out" 2>"$TMP/$name.err"
+    echo $? >"$TMP/$name.rc"
+}
+
+if [ ! -x "$PROBE" ]; then
+    bad "$PROBE is missing: run make all first"
+else
+    runp phelp --help
+    check "sr-probe --help exits 0" rc_is phelp 0
+    check "sr-probe --help prints usage on stdout" grep -q '^usage:' "$TMP/phelp.out"
+    check "sr-probe --help mentions out-last" grep -q 'out-last' "$TMP/phelp.out"
+    runp pnoargs
+    check "sr-probe without arguments exits 2" rc_is pnoargs 2
+    for bad_args in "--frobnicate" "--bins 0" "--bins x" "--k 2,,4" "--k 0" "--band 0" \
+        "--band 1.5" "--null-draws -1" "--seed -3" "--threads 0" "--only attention,bogus" \
+        "--probes pr,bogus" "--layout sideways"; do
+        # shellcheck disable=SC2086
+        runp pbad $bad_args "$BASE"
+        check "sr-probe $bad_args exits 2" rc_is pbad 2
+    done
+    runp pbadjson "$BASE" --json
+    check "sr-probe --json without a value exits 2" rc_is pbadjson 2
+    runp pthree "$BASE" "$TRAINED" "$BASE"
+    check "sr-probe with three checkpoints exits 2" rc_is pthree 2
+
+    # out-last: the fixture pair's TF.js [kh,kw,in,out] kernels as in x out
+    runp pjson --json - --skip-mismatched --layout out-last "$BASE" "$TRAINED"
+    J=$TMP/pjson.out
+    check "sr-probe --json - exits 0" rc_is pjson 0
+    check "sr-probe --json - prints nothing on stderr" [ ! -s "$TMP/pjson.err" ]
+    check "report: 47 tensors, source residual" jpy "$J" \
+        'len(d["tensors"]) == 47 and d["source"] == "residual"'
+    check "report: groups keyed by kind and all" jpy "$J" \
+        'sorted(d["groups"]) == ["all", "attention", "embedding", "mlp", "norm", "other"]'
+    check "report: all 47 tensors are other" jpy "$J" \
+        'd["groups"]["other"]["tensors"] == 47 and d["groups"]["all"]["tensors"] == 47'
+    check "report: fc/bias and fc/weights skipped" jpy "$J" \
+        'sorted(s["name"] for s in d["skipped"]) == ["fc/bias", "fc/weights"]'
+    check "report: no layers, no correlation" jpy "$J" \
+        'd["layers"] == [] and d["layer_correlation"] == []'
+    check "report: options say out-last and fail on non-finite" jpy "$J" \
+        'd["options"]["layout"] == "out-last" and d["options"]["nonfinite"] == "fail"'
+    check "report: pointwise filter is 256x256, PR in [1, 256]" jpy "$J" \
+        'tensor("dense3/conv3/pointwise_filter")["rows"] == 256 and 1 <= tensor("dense3/conv3/pointwise_filter")["pr"] <= 256'
+    check "report: vectors have null matrix figures" jpy "$J" \
+        'tensor("dense0/conv0/bias")["pr"] is None and tensor("dense0/conv0/bias")["kmeans"] is None'
+
+    runp ptext --skip-mismatched --layout out-last --json "$TMP/saved.json" "$BASE" "$TRAINED"
+    check "sr-probe text + --json FILE exits 0" rc_is ptext 0
+    check "text has the component table" grep -q '^  all  *47 ' "$TMP/ptext.out"
+    check "text says the names carry no layers" \
+        grep -q 'no layer indices in tensor names' "$TMP/ptext.out"
+    check "text has the k-means table" grep -q 'K-means explained variance' "$TMP/ptext.out"
+    check "no progress bar when stderr is not a terminal" [ ! -s "$TMP/ptext.err" ]
+    check "--json FILE holds the report" jpy "$TMP/saved.json" 'len(d["tensors"]) == 47'
+    check "--json FILE leaves no temporary file" [ -z "$(ls "$TMP" | grep '\.tmp-')" ]
+
+    runp pmodel --json - --probes moments,entropy "$BASE"
+    check "sr-probe MODEL exits 0" rc_is pmodel 0
+    check "one model: 49 tensors, source model" jpy "$TMP/pmodel.out" \
+        'len(d["tensors"]) == 49 and d["source"] == "model" and d["options"]["probes"] == ["moments", "entropy"]'
+    check "--probes moments,entropy leaves PR null" jpy "$TMP/pmodel.out" \
+        'all(t["pr"] is None for t in d["tensors"])'
+
+    runp pstrict "$BASE" "$TRAINED"
+    check "a mismatched pair without --skip-mismatched exits 1" rc_is pstrict 1
+    check "... with one line naming fc/weights" sh -c \
+        "[ \$(wc -l <'$TMP/pstrict.err') -eq 1 ] && grep -q 'fc/weights' '$TMP/pstrict.err'"
+
+    runp pcut "$TMP/cut-data.safetensors"
+    check "sr-probe on a truncated file exits 1" rc_is pcut 1
+    check "... with one line naming the file" sh -c \
+        "[ \$(wc -l <'$TMP/pcut.err') -eq 1 ] && grep -qF '$TMP/cut-data.safetensors' '$TMP/pcut.err'"
+    runp pnotjson --json - "$TMP/not-json.safetensors"
+    check "sr-probe on a bad header exits 1 with one line" sh -c \
+        "[ \$(cat '$TMP/pnotjson.rc') -eq 1 ] && [ \$(wc -l <'$TMP/pnotjson.err') -eq 1 ] && [ ! -s '$TMP/pnotjson.out' ]"
+    runp pbadout --probes moments --json "$TMP/no-such-dir/r.json" "$BASE"
+    check "an unwritable --json FILE exits 1 with one line" sh -c \
+        "[ \$(cat '$TMP/pbadout.rc') -eq 1 ] && [ \$(wc -l <'$TMP/pbadout.err') -eq 1 ]"
+
+    # NaN and Inf in a checkpoint: fail unless allowed
+    "$PY" -c '
+import json, struct, sys
+vals = [1.0, float("nan"), 2.0, float("inf"), -1.0, 0.5]
+hdr = json.dumps({"layers.0.mlp.w": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]}}).encode()
+hdr += b" " * (-len(hdr) % 8)
+open(sys.argv[1], "wb").write(struct.pack("<Q", len(hdr)) + hdr + struct.pack("<6f", *vals))
+' "$TMP/nan.safetensors"
+    runp pnan "$TMP/nan.safetensors"
+    check "non-finite values fail by default (exit 1)" rc_is pnan 1
+    check "... with one line naming the tensor" sh -c \
+        "[ \$(wc -l <'$TMP/pnan.err') -eq 1 ] && grep -q 'layers.0.mlp.w' '$TMP/pnan.err'"
+    runp pnanok --allow-nonfinite --json - "$TMP/nan.safetensors"
+    check "--allow-nonfinite counts and excludes them" jpy "$TMP/pnanok.out" \
+        'd["tensors"][0]["nonfinite"] == 2 and d["tensors"][0]["count"] == 4 and d["groups"]["mlp"]["nonfinite"] == 2 and d["options"]["nonfinite"] == "exclude"'
+fi
+
 echo "tools: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

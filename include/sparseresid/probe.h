@@ -123,8 +123,9 @@ SRESID_API sresid_status sresid_entropy_random(uint64_t count, int32_t bins, uin
 /* Participation ratio PR = (sum s_i^2)^2 / sum s_i^4 over the singular values,
  * computed as ||A||_F^4 / ||G||_F^2 with G the smaller Gram matrix (A A^T or
  * A^T A), from BLIS products in row blocks (memory O(block x min(m, n))), no
- * SVD. normalized = PR / min(rows, cols). NaN for a zero matrix.
- * Errors: INVALID_ARG, NONFINITE, NOMEM. */
+ * SVD. normalized = PR / min(rows, cols); either output may be NULL, not
+ * both. NaN for a zero or empty matrix. Errors: INVALID_ARG, NONFINITE,
+ * NOMEM. */
 SRESID_API sresid_status sresid_participation_ratio(const float *a, int64_t rows, int64_t cols,
                                                     int64_t ld, double *pr, double *normalized);
 
@@ -136,7 +137,9 @@ SRESID_API sresid_status sresid_correlation(const float *x, const float *y, size
  * DFT power in the band |k1| <= floor(band * rows / 2), |k2| <= floor(band *
  * cols / 2) (DC excluded), divided by the share that band holds for white
  * noise. band 0 means 1/8; band in (0, 1]. NaN when the matrix is constant or
- * the band holds no frequency but DC. Errors: INVALID_ARG, NONFINITE, NOMEM. */
+ * the band holds no frequency but DC. Work grows with the band: about
+ * 4 band m n (n + band m) flops for m >= n (a long vector with a wide band
+ * is costly). Errors: INVALID_ARG, NONFINITE, NOMEM. */
 SRESID_API sresid_status sresid_lowfreq_ratio(const float *a, int64_t rows, int64_t cols,
                                               int64_t ld, double band, double *ratio);
 
@@ -149,11 +152,16 @@ typedef struct sresid_kmeans_opts {
     int32_t reserved;  /* 0 */
 } sresid_kmeans_opts;
 
-/* k-means on the rows of a (rows points in cols dimensions): k-means++ from
- * the seed, then Lloyd iterations until no assignment changes or max_iter;
- * distances through BLIS products. labels (rows entries), centers (k x cols)
- * may be NULL. inertia = sum of squared distances to the assigned centres,
- * in double. 1 <= k <= rows. Errors: INVALID_ARG, NONFINITE, NOMEM. */
+/* k-means on the rows of a (rows points in cols dimensions): greedy
+ * k-means++ from the seed (2 + floor(ln k) candidates per step, drawn with
+ * probability proportional to D(x)^2, the one leaving the smallest
+ * potential kept), then Lloyd iterations until no assignment changes or
+ * max_iter; distances through BLIS products, ties to the lower index. A
+ * cluster left empty takes the row farthest from its centre. After max_iter
+ * the rows are assigned once more to the final centres. labels (rows
+ * entries), centers (k x cols), inertia and iterations may each be NULL.
+ * inertia = sum of squared distances to the assigned centres, in double.
+ * 1 <= k <= rows. Errors: INVALID_ARG, NONFINITE, NOMEM. */
 SRESID_API sresid_status sresid_kmeans_fit(const float *a, int64_t rows, int64_t cols, int64_t ld,
                                            int32_t k, const sresid_kmeans_opts *opts,
                                            int32_t *labels, float *centers, double *inertia,
@@ -169,8 +177,12 @@ typedef struct sresid_kmeans_result {
 } sresid_kmeans_result;
 
 /* Explained variance for each k in ks[0..nk); out has nk entries (set each
- * out[i].size). A k above rows gives NaN figures for that entry.
- * Errors: INVALID_ARG, NONFINITE, NOMEM. */
+ * out[i].size, all equal; entries are read out[0].size bytes apart, so an
+ * array of a later, larger struct works too). T = sum of squared distances
+ * of the rows to their mean row. The Gaussian matrix (mean 0, the variance
+ * of all entries of a) is drawn from seed ^ 0x5DEECE66D; each k runs with
+ * the same seed on both. A k above rows gives NaN figures for that entry;
+ * k < 1 is INVALID_ARG. Errors: INVALID_ARG, NONFINITE, NOMEM. */
 SRESID_API sresid_status sresid_kmeans_explained(const float *a, int64_t rows, int64_t cols,
                                                  int64_t ld, const int32_t *ks, size_t nk,
                                                  const sresid_kmeans_opts *opts,
@@ -215,9 +227,12 @@ typedef struct sresid_null_result {
     double z;        /* (observed - mean) / std; NaN when std = 0 */
 } sresid_null_result;
 
-/* Compare one probe (SRESID_PROBE_PR, _LOWFREQ with param = band, or _KMEANS
- * with param = K, figure = explained variance) on a matrix with its value on
- * draws random permutations of the matrix's entries (Fisher-Yates from seed).
+/* Compare one probe (SRESID_PROBE_PR, param ignored; _LOWFREQ with param =
+ * band as sresid_lowfreq_ratio; or _KMEANS with param = K, an integer in
+ * [1, rows], figure = explained variance, k-means seed 0) on a
+ * matrix with its value on draws in [1, 10000] random permutations of the
+ * matrix's entries (Fisher-Yates, one generator seeded once from seed).
+ * std and z are NaN for one draw. Set out->size first.
  * Errors: INVALID_ARG, NONFINITE, NOMEM. */
 SRESID_API sresid_status sresid_permutation_null(uint32_t probe, const float *a, int64_t rows,
                                                  int64_t cols, int64_t ld, double param,

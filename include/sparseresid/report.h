@@ -3,8 +3,9 @@
  * model), grouped by tensor, kind, layer and overall, as structs or as JSON
  * (schema: docs/report.md).
  *
- * Memory stays bounded by the largest tensor times (threads + 1), whatever
- * the checkpoint size: tensors are streamed, not loaded together.
+ * Memory stays bounded by about twice the largest tensor per thread (two
+ * tensors per thread while correlating layers) plus the probes' scratch,
+ * whatever the checkpoint size: tensors are streamed, not loaded together.
  *
  * Thread safety: a finished report is read-only; its accessors may run
  * concurrently. The models and residual it was built from may be freed once
@@ -26,8 +27,11 @@ extern "C" {
 
 typedef struct sresid_report sresid_report;
 
-/* Called after each tensor (done of total) from the calling thread; name is
- * the tensor just finished. */
+/* Called from the calling thread after each unit of work: done runs 1, 2,
+ * ..., total, and total is fixed for the run. The units: each tensor once
+ * for its probes, once more for the pooled histograms (entropy probe on),
+ * then each pair of same-role tensors correlated. name is the tensor just
+ * finished (for a pair, the one in the later layer). */
 typedef void (*sresid_progress_fn)(void *user, size_t done, size_t total, const char *name);
 
 /* sresid_report_opts.flags */
@@ -43,7 +47,8 @@ typedef struct sresid_report_opts {
     uint32_t flags;         /* SRESID_REPORT_* */
     int32_t bins;           /* entropy bins; 0 = 100 */
     double band;            /* low-frequency band; 0 = 1/8 */
-    uint64_t seed;          /* every random choice derives from it; 0 is the default seed */
+    uint64_t seed;          /* every random choice derives from it (docs/probes.md, Seeds);
+                               0, the default, is a seed like any other */
     const int32_t *ks;      /* k-means K list (borrowed); NULL = {2, 4, 8, 16} */
     size_t nks;             /* entries in ks; at most 64 */
     int32_t null_draws;     /* permutation-null draws for PR, low-frequency, k-means; 0 = none */
@@ -73,7 +78,7 @@ typedef struct sresid_tensor_report {
     int32_t kind;
     int32_t layer;
     int32_t ndim;
-    int32_t is_matrix;       /* rank >= 2: the matrix probes apply */
+    int32_t is_matrix;       /* rank >= 2 and a view of at least 2 x 2: the matrix probes apply */
     int64_t rows;            /* matrix view */
     int64_t cols;
     uint64_t count;          /* finite values */
@@ -123,8 +128,9 @@ typedef struct sresid_layer_report {
 } sresid_layer_report;
 
 /* Correlation between the residuals of same-role tensors in two layers:
- * per role (role != NULL), or the mean over roles for a layer pair
- * (role == NULL, pairs = roles averaged). */
+ * per role (role != NULL, pairs = 1), or the mean over roles for a layer pair
+ * (role == NULL, pairs = roles averaged: those with a same-shape tensor in
+ * both layers and a defined r; r is NaN when pairs is 0). */
 typedef struct sresid_correlation_report {
     size_t size;
     const char *role;
@@ -148,12 +154,14 @@ SRESID_API sresid_status sresid_report_group(const sresid_report *report, int32_
 SRESID_API size_t sresid_report_layer_count(const sresid_report *report);
 SRESID_API sresid_status sresid_report_layer(const sresid_report *report, size_t i,
                                              sresid_layer_report *out);
-/* Per-role pairs of adjacent layers. */
+/* Per-role pairs of adjacent layers, ordered by layer, then tensor order. */
 SRESID_API size_t sresid_report_pair_count(const sresid_report *report);
 SRESID_API sresid_status sresid_report_pair(const sresid_report *report, size_t i,
                                             sresid_correlation_report *out);
-/* Means per adjacent layer pair, then first vs last layer as the final entry
- * (when there are at least two layers). */
+/* Means per pair of adjacent layers of the report (its distinct layer
+ * indices in order), then first vs last layer as the final entry: as many
+ * entries as layers when there are at least two and the correlation probe is
+ * on, else none. */
 SRESID_API size_t sresid_report_layer_correlation_count(const sresid_report *report);
 SRESID_API sresid_status sresid_report_layer_correlation(const sresid_report *report, size_t i,
                                                          sresid_correlation_report *out);

@@ -36,6 +36,9 @@ NP_OF = {  # safetensors dtype -> numpy dtype of the stored (little-endian) byte
 }
 FLOAT_DTYPES = ("F64", "F32", "F16", "BF16", "F8_E5M2", "F8_E4M3")
 SIZE_OF = {k: np.dtype(v).itemsize for k, v in NP_OF.items()}
+# the Dtype enum of the reference implementation, in declaration order
+ST_DTYPE_ORDER = ["BOOL", "U8", "I8", "F8_E5M2", "F8_E4M3", "I16", "U16", "F16", "BF16",
+                  "I32", "U32", "F32", "F64", "I64", "U64"]
 
 
 def st_write(path, tensors, metadata=None):
@@ -397,10 +400,11 @@ class TestSave(TmpDirCase):
         self.assertTrue(text.endswith(b"}"))
         json.loads(text.decode("utf-8"))
         self.assertEqual(st.metadata, {"format": "pt", "who": "tests ✓"})
-        # tensors sorted by dtype size (largest first), then name; data contiguous
+        # the reference writer's order: dtype descending in safetensors' enum
+        # order, then name; data contiguous
         order = st.names_by_offset()
-        size = {n: SIZE_OF[st.entries[n]["dtype"]] for n in order}
-        self.assertEqual(order, sorted(order, key=lambda n: (-size[n], n.encode("utf-8"))))
+        rank = {n: ST_DTYPE_ORDER.index(st.entries[n]["dtype"]) for n in order}
+        self.assertEqual(order, sorted(order, key=lambda n: (-rank[n], n.encode("utf-8"))))
         end = 0
         for n in order:
             a, b = st.entries[n]["data_offsets"]

@@ -1,0 +1,828 @@
+/* sr-probe: the residual report of a fine-tune (or the weights of one
+ * checkpoint) as the study's tables or as JSON. An example program of
+ * libsparseresid. */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sparseresid/sparseresid.h>
+
+#include "cli.h"
+
+static const char *prog = "sr-probe";
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: %s BASE TRAINED [options]   report on the residual TRAINED - BASE\n"
+            "       %s MODEL [options]          report on one checkpoint's weights\n"
+            "\n"
+            "Runs every probe (moments, histogram entropy vs a Gaussian baseline,\n"
+            "participation ratio, low-frequency power, k-means explained variance,\n"
+            "sparsity, adjacent-layer correlation) tensor by tensor and prints the\n"
+            "study's tables: by component (attention, mlp, embedding, norm, other, all),\n"
+            "by layer, and between layers. Memory stays near the largest tensor times\n"
+            "the thread count, whatever the checkpoint size.\n"
+            "\n"
+            "  --json FILE|-      write the JSON report (docs/report.md) to FILE, or to\n"
+            "                     stdout with - (then no tables)\n"
+            "  --bins N           entropy histogram bins (default 100)\n"
+            "  --k LIST           k-means K values, comma-separated (default 2,4,8,16)\n"
+            "  --band F           low-frequency band, a fraction in (0, 1] (default 0.125)\n"
+            "  --null-draws D     permutation-null draws for PR and low-frequency power\n"
+            "                     (default 0: none)\n"
+            "  --seed S           seed of every random choice (default 0)\n"
+            "  --threads N        threads (default: SRESID_NUM_THREADS, else all CPUs)\n"
+            "  --only KINDS       only these kinds: attention,mlp,embedding,norm,other\n"
+            "  --probes LIST      only these probes: moments,entropy,pr,lowfreq,kmeans,\n"
+            "                     sparsity,correlation (default all)\n"
+            "  --skip-mismatched  leave out tensors found on one side only or with\n"
+            "                     different shapes (default: fail)\n"
+            "  --allow-nonfinite  count and exclude NaN and Inf values (default: fail)\n"
+            "  --layout L         matrix view of rank >= 3 tensors: out-first (PyTorch,\n"
+            "                     rows = shape[0]; default) or out-last (TF/Keras/TF.js\n"
+            "                     [kh,kw,in,out], cols = shape[-1])\n"
+            "  --tensors          also print one line per tensor\n"
+            "  --no-progress      no progress bar (shown on stderr only on a terminal)\n"
+            "  --verbose          BLIS kernels, threads and timing on stderr\n"
+            "  --help             show this text\n"
+            "\n"
+            "A checkpoint is a .safetensors file, a *.safetensors.index.json or a\n"
+            "directory of shards. Exit status: 0 ok, 1 error, 2 bad usage.\n",
+            prog, prog);
+}
+
+static _Noreturn void bad_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static _Noreturn void bad_usage(const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "%s: ", prog);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n(try %s --help)\n", prog);
+    exit(2);
+}
+
+static _Noreturn void die_nomem(void)
+{
+    fprintf(stderr, "%s: out of memory\n", prog);
+    exit(1);
+}
+
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p)
+        die_nomem();
+    return p;
+}
+
+static char *xfmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *xfmt(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        die_nomem();
+    char *s = xmalloc((size_t)n + 1);
+    va_start(ap, fmt);
+    vsnprintf(s, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+/* ---- option values: whole-string parses, range errors are usage errors ---- */
+
+static long long parse_int(const char *opt, const char *s, long long lo, long long hi)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (!*s || *end || errno || v < lo || v > hi)
+        bad_usage("%s wants an integer in [%lld, %lld], not '%s'", opt, lo, hi, s);
+    return v;
+}
+
+static uint64_t parse_seed(const char *s)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 0);
+    if (!*s || *end || errno || strchr(s, '-'))
+        bad_usage("--seed wants an integer in [0, 2^64), not '%s'", s);
+    return v;
+}
+
+static double parse_band(const char *s)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (!*s || *end || errno || !(v > 0 && v <= 1))
+        bad_usage("--band wants a number in (0, 1], not '%s'", s);
+    return v;
+}
+
+/* Comma-separated K values. */
+static size_t parse_ks(const char *s, int32_t *ks, size_t cap)
+{
+    size_t n = 0;
+    const char *p = s;
+    for (;;) {
+        char item[32];
+        size_t len = strcspn(p, ",");
+        if (len == 0 || len >= sizeof item || n == cap)
+            bad_usage("--k wants up to %zu integers in [1, 65536] separated by commas, not '%s'",
+                      cap, s);
+        memcpy(item, p, len);
+        item[len] = '\0';
+        ks[n++] = (int32_t)parse_int("--k", item, 1, 65536);
+        if (!p[len])
+            return n;
+        p += len + 1;
+    }
+}
+
+static const char *const probe_names[] = {"moments", "entropy", "pr", "lowfreq",
+                                          "kmeans", "sparsity", "correlation"};
+
+/* A comma-separated list of names into a bit set; names[i] is bit 1 << (i + shift)
+ * ... or, for kinds, the kind number via sresid_kind_name. */
+static uint32_t parse_names(const char *opt, const char *s, int kinds)
+{
+    uint32_t bits = 0;
+    const char *p = s;
+    for (;;) {
+        size_t len = strcspn(p, ",");
+        int found = 0;
+        if (kinds) {
+            for (int32_t k = 0; k < SRESID_KIND_COUNT && !found; k++) {
+                const char *name = sresid_kind_name(k);
+                if (name && strlen(name) == len && strncmp(p, name, len) == 0) {
+                    bits |= 1u << k;
+                    found = 1;
+                }
+            }
+        } else {
+            for (size_t i = 0; i < sizeof probe_names / sizeof probe_names[0] && !found; i++)
+                if (strlen(probe_names[i]) == len && strncmp(p, probe_names[i], len) == 0) {
+                    bits |= 1u << i; /* the SRESID_PROBE_* bits, in this order */
+                    found = 1;
+                }
+        }
+        if (!found)
+            bad_usage("%s: unknown name '%.*s' in '%s'", opt, (int)len, p, s);
+        if (!p[len])
+            return bits;
+        p += len + 1;
+    }
+}
+
+/* ---- progress bar on stderr (a terminal only) ---- */
+
+typedef struct bar {
+    int on;
+    int width;
+    double last; /* seconds of the last draw */
+    int drawn;
+} bar;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void bar_clear(bar *b)
+{
+    if (b->drawn) {
+        fputs("\r\033[K", stderr);
+        fflush(stderr);
+        b->drawn = 0;
+    }
+}
+
+static void on_progress(void *user, size_t done, size_t total, const char *name)
+{
+    bar *b = user;
+    double t = now_s();
+    if (done < total && t - b->last < 0.1) /* ten frames a second is plenty */
+        return;
+    b->last = t;
+    int cells = 30;
+    int full = total ? (int)((double)cells * (double)done / (double)total) : cells;
+    char line[512];
+    int n = snprintf(line, sizeof line, "\r[%.*s%*s] %zu/%zu ", full,
+                     "##############################", cells - full, "", done, total);
+    /* the name fills what is left of the terminal line, control bytes masked */
+    size_t room = b->width > n + 1 ? (size_t)(b->width - n - 1) : 0;
+    size_t len = strlen(name);
+    if (len > room)
+        name += len - room, len = room;
+    for (size_t i = 0; i < len && (size_t)n + 1 < sizeof line; i++) {
+        unsigned char c = (unsigned char)name[i];
+        line[n++] = c < 0x20 || c == 0x7f ? '?' : (char)c;
+    }
+    line[n] = '\0';
+    fputs(line, stderr);
+    fputs("\033[K", stderr);
+    fflush(stderr);
+    b->drawn = 1;
+}
+
+/* ---- text tables: cells collected, then printed with aligned columns ---- */
+
+typedef struct table {
+    size_t ncols;
+    const char *right; /* per column: 'r' right-aligned, else left */
+    char **cells;
+    size_t n, cap;
+} table;
+
+static void table_put(table *t, char *s)
+{
+    if (t->n == t->cap) {
+        size_t cap = t->cap ? 2 * t->cap : 64;
+        char **c = realloc(t->cells, cap * sizeof *c);
+        if (!c)
+            die_nomem();
+        t->cells = c;
+        t->cap = cap;
+    }
+    t->cells[t->n++] = s;
+}
+
+static void table_row(table *t, ...)
+{
+    va_list ap;
+    va_start(ap, t);
+    for (size_t c = 0; c < t->ncols; c++)
+        table_put(t, va_arg(ap, char *));
+    va_end(ap);
+}
+
+static size_t width_of(const char *s)
+{
+    size_t w = 0;
+    for (; *s; s++)
+        w += ((unsigned char)*s & 0xC0) != 0x80;
+    return w;
+}
+
+static void put_clean(const char *s)
+{
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        putchar(c < 0x20 || c == 0x7f ? '?' : c);
+    }
+}
+
+static void table_print(table *t)
+{
+    size_t *w = xmalloc(t->ncols * sizeof *w);
+    for (size_t c = 0; c < t->ncols; c++)
+        w[c] = 0;
+    for (size_t i = 0; i < t->n; i++) {
+        size_t cw = width_of(t->cells[i]);
+        if (cw > w[i % t->ncols])
+            w[i % t->ncols] = cw;
+    }
+    for (size_t i = 0; i < t->n; i++) {
+        size_t c = i % t->ncols, pad = w[c] - width_of(t->cells[i]);
+        int last = c + 1 == t->ncols;
+        fputs(c == 0 ? "  " : "", stdout);
+        if (t->right[c] == 'r')
+            printf("%*s", (int)pad, "");
+        put_clean(t->cells[i]);
+        if (t->right[c] != 'r' && !last)
+            printf("%*s", (int)pad, "");
+        fputs(last ? "\n" : "  ", stdout);
+    }
+    for (size_t i = 0; i < t->n; i++)
+        free(t->cells[i]);
+    free(t->cells);
+    free(w);
+    t->cells = NULL;
+    t->n = t->cap = 0;
+}
+
+/* A figure with fixed decimals, "-" when undefined. */
+static char *fig(double x, int decimals)
+{
+    return isfinite(x) ? xfmt("%.*f", decimals, x) : xfmt("-");
+}
+
+static char *pct(double x, int decimals)
+{
+    return isfinite(x) ? xfmt("%.*f %%", decimals, 100 * x) : xfmt("-");
+}
+
+static char *count_str(uint64_t n)
+{
+    return xfmt("%llu", (unsigned long long)n);
+}
+
+/* ---- the report's figures, through the public accessors ---- */
+
+typedef struct view {
+    const sresid_report *r;
+    size_t nt;
+    sresid_tensor_report *t;
+    const int32_t *ks;
+    size_t nks;
+} view;
+
+static void view_load(view *v, const sresid_report *r, const int32_t *ks, size_t nks)
+{
+    v->r = r;
+    v->nt = sresid_report_tensor_count(r);
+    v->t = xmalloc(v->nt * sizeof *v->t);
+    for (size_t i = 0; i < v->nt; i++) {
+        v->t[i].size = sizeof v->t[i];
+        sresid_status st = sresid_report_tensor(r, i, &v->t[i]);
+        if (st)
+            sr_cli_die(prog, "report", st);
+    }
+    v->ks = ks;
+    v->nks = nks;
+}
+
+static const int32_t group_order[] = {SRESID_KIND_ATTENTION, SRESID_KIND_MLP,
+                                      SRESID_KIND_EMBEDDING, SRESID_KIND_NORM,
+                                      SRESID_KIND_OTHER, SRESID_GROUP_ALL};
+
+static const char *group_name(int32_t g)
+{
+    return g == SRESID_GROUP_ALL ? "all" : sresid_kind_name(g);
+}
+
+static int in_group(const sresid_tensor_report *t, int32_t g)
+{
+    return g == SRESID_GROUP_ALL || t->kind == g;
+}
+
+static sresid_group_report group_of(const view *v, int32_t g)
+{
+    sresid_group_report out = {.size = sizeof out};
+    sresid_status st = sresid_report_group(v->r, g, &out);
+    if (st)
+        sr_cli_die(prog, "report", st);
+    return out;
+}
+
+/* Mean of a per-matrix figure over a group, skipping undefined values. */
+static double mean_over(const view *v, int32_t g, double (*get)(const view *, size_t, size_t),
+                        size_t arg, uint64_t *used)
+{
+    double s = 0;
+    uint64_t n = 0;
+    for (size_t i = 0; i < v->nt; i++) {
+        if (!v->t[i].is_matrix || !in_group(&v->t[i], g))
+            continue;
+        double x = get(v, i, arg);
+        if (isfinite(x)) {
+            s += x;
+            n++;
+        }
+    }
+    if (used)
+        *used = n;
+    return n ? s / (double)n : NAN;
+}
+
+static double get_prn(const view *v, size_t i, size_t arg)
+{
+    (void)arg;
+    return v->t[i].pr_normalized;
+}
+
+static double get_lowfreq(const view *v, size_t i, size_t arg)
+{
+    (void)arg;
+    return v->t[i].lowfreq_ratio;
+}
+
+static sresid_kmeans_result kmeans_of(const view *v, size_t i, size_t j)
+{
+    sresid_kmeans_result k = {.size = sizeof k};
+    sresid_status st = sresid_report_tensor_kmeans(v->r, i, j, &k);
+    if (st)
+        sr_cli_die(prog, "report", st);
+    return k;
+}
+
+/* Defined only where both figures are, so the two means cover the same matrices. */
+static double get_km(const view *v, size_t i, size_t j)
+{
+    sresid_kmeans_result k = kmeans_of(v, i, j);
+    return isfinite(k.explained_random) ? k.explained : NAN;
+}
+
+static double get_km_random(const view *v, size_t i, size_t j)
+{
+    sresid_kmeans_result k = kmeans_of(v, i, j);
+    return isfinite(k.explained) ? k.explained_random : NAN;
+}
+
+static void print_components(const view *v, uint32_t probes, int32_t bins)
+{
+    printf("\n1. Excess kurtosis and histogram entropy by component\n"
+           "   (Gaussian kurtosis: 0; entropy: %d bins over the group's range;\n"
+           "    random: as many Gaussian draws)\n",
+           (int)bins);
+    table t = {.ncols = 7, .right = "lrrrrrr"};
+    table_row(&t, xfmt("component"), xfmt("tensors"), xfmt("values"), xfmt("kurtosis"),
+              xfmt("entropy bits"), xfmt("random bits"), xfmt("ratio"));
+    for (size_t k = 0; k < sizeof group_order / sizeof group_order[0]; k++) {
+        sresid_group_report g = group_of(v, group_order[k]);
+        if (g.tensors == 0 && group_order[k] != SRESID_GROUP_ALL)
+            continue;
+        table_row(&t, xfmt("%s", group_name(group_order[k])), count_str(g.tensors),
+                  count_str(g.count), fig(g.kurtosis, 2), fig(g.entropy_bits, 2),
+                  fig(g.entropy_random_bits, 2),
+                  pct(g.entropy_bits / g.entropy_random_bits, 0));
+    }
+    table_print(&t);
+    (void)probes;
+}
+
+static void print_pr(const view *v)
+{
+    printf("\n2. Mean participation ratio by component\n"
+           "   (PR = (sum s^2)^2 / sum s^4 over singular values; matrices only)\n");
+    table t = {.ncols = 4, .right = "lrrr"};
+    table_row(&t, xfmt("component"), xfmt("matrices"), xfmt("mean PR"), xfmt("mean PR/min(m,n)"));
+    for (size_t k = 0; k < sizeof group_order / sizeof group_order[0]; k++) {
+        sresid_group_report g = group_of(v, group_order[k]);
+        if (g.tensors == 0 && group_order[k] != SRESID_GROUP_ALL)
+            continue;
+        table_row(&t, xfmt("%s", group_name(group_order[k])), count_str(g.matrices),
+                  fig(g.mean_pr, 1), fig(mean_over(v, group_order[k], get_prn, 0, NULL), 4));
+    }
+    table_print(&t);
+}
+
+static void print_correlation(const view *v, uint32_t probes)
+{
+    printf("\n3. Adjacent-layer correlation (Pearson r of same-role residuals)\n");
+    size_t nl = sresid_report_layer_count(v->r), nc = sresid_report_layer_correlation_count(v->r);
+    if (nl == 0) {
+        printf("  no layer indices in tensor names\n");
+        return;
+    }
+    if (!(probes & SRESID_PROBE_CORRELATION)) {
+        printf("  correlation probe off\n");
+        return;
+    }
+    if (nc == 0) {
+        printf("  only one layer\n");
+        return;
+    }
+    table t = {.ncols = 4, .right = "llrr"};
+    table_row(&t, xfmt("layers"), xfmt("%s", ""), xfmt("roles"), xfmt("mean r"));
+    double lo = INFINITY, hi = -INFINITY;
+    for (size_t i = 0; i < nc; i++) {
+        sresid_correlation_report c = {.size = sizeof c};
+        sresid_status st = sresid_report_layer_correlation(v->r, i, &c);
+        if (st)
+            sr_cli_die(prog, "report", st);
+        int last = i + 1 == nc;
+        if (!last && isfinite(c.r)) {
+            lo = c.r < lo ? c.r : lo;
+            hi = c.r > hi ? c.r : hi;
+        }
+        table_row(&t, xfmt("%d-%d", (int)c.layer_a, (int)c.layer_b),
+                  xfmt("%s", last ? "first vs last" : ""), count_str(c.pairs), fig(c.r, 4));
+    }
+    table_print(&t);
+    if (isfinite(lo))
+        printf("  adjacent pairs: r from %.4f to %.4f\n", lo, hi);
+}
+
+static void print_layers(const view *v)
+{
+    printf("\n4. Per-layer entropy and kurtosis\n");
+    size_t nl = sresid_report_layer_count(v->r);
+    if (nl == 0) {
+        printf("  no layer indices in tensor names\n");
+        return;
+    }
+    table t = {.ncols = 7, .right = "rrrrrrr"};
+    table_row(&t, xfmt("layer"), xfmt("tensors"), xfmt("values"), xfmt("kurtosis"),
+              xfmt("entropy bits"), xfmt("random bits"), xfmt("ratio"));
+    for (size_t i = 0; i < nl; i++) {
+        sresid_layer_report l = {.size = sizeof l};
+        sresid_status st = sresid_report_layer(v->r, i, &l);
+        if (st)
+            sr_cli_die(prog, "report", st);
+        table_row(&t, xfmt("%d", (int)l.layer), count_str(l.tensors), count_str(l.count),
+                  fig(l.kurtosis, 2), fig(l.entropy_bits, 2), fig(l.entropy_random_bits, 2),
+                  pct(l.entropy_bits / l.entropy_random_bits, 0));
+    }
+    table_print(&t);
+}
+
+static void print_lowfreq(const view *v, double band)
+{
+    printf("\n5. Low-frequency power vs random (band f = %g, DC excluded; white noise: 1.00)\n",
+           band);
+    table t = {.ncols = 3, .right = "lrr"};
+    table_row(&t, xfmt("component"), xfmt("matrices"), xfmt("mean ratio"));
+    for (size_t k = 0; k < sizeof group_order / sizeof group_order[0]; k++) {
+        int32_t g = group_order[k];
+        if (group_of(v, g).tensors == 0 && g != SRESID_GROUP_ALL)
+            continue;
+        uint64_t used = 0;
+        double m = mean_over(v, g, get_lowfreq, 0, &used);
+        table_row(&t, xfmt("%s", group_name(g)), count_str(used), fig(m, 2));
+    }
+    table_print(&t);
+}
+
+static void print_kmeans(const view *v)
+{
+    printf("\n6. K-means explained variance (rows as points; mean over matrices;\n"
+           "   random: a Gaussian matrix of the same shape and variance)\n");
+    table t = {.ncols = 5, .right = "rrrrr"};
+    table_row(&t, xfmt("K"), xfmt("matrices"), xfmt("explained"), xfmt("random"),
+              xfmt("difference"));
+    for (size_t j = 0; j < v->nks; j++) {
+        uint64_t used = 0;
+        double e = mean_over(v, SRESID_GROUP_ALL, get_km, j, &used);
+        double er = mean_over(v, SRESID_GROUP_ALL, get_km_random, j, NULL);
+        table_row(&t, xfmt("%d", (int)v->ks[j]), count_str(used), pct(e, 2), pct(er, 2),
+                  isfinite(e - er) ? xfmt("%+.2f pt", 100 * (e - er)) : xfmt("-"));
+    }
+    table_print(&t);
+}
+
+static void print_tensors(const view *v)
+{
+    printf("\nPer tensor\n");
+    table t = {.ncols = 10, .right = "llrlrrrrrr"};
+    table_row(&t, xfmt("name"), xfmt("kind"), xfmt("layer"), xfmt("matrix"), xfmt("kurtosis"),
+              xfmt("entropy %%"), xfmt("PR"), xfmt("PR/min"), xfmt("low-freq"), xfmt("hoyer"));
+    for (size_t i = 0; i < v->nt; i++) {
+        const sresid_tensor_report *x = &v->t[i];
+        table_row(&t, xfmt("%s", x->name), xfmt("%s", sresid_kind_name(x->kind)),
+                  x->layer < 0 ? xfmt("-") : xfmt("%d", (int)x->layer),
+                  x->is_matrix ? xfmt("%lldx%lld", (long long)x->rows, (long long)x->cols)
+                               : xfmt("vector"),
+                  fig(x->kurtosis, 2), pct(x->entropy_bits / x->entropy_random_bits, 0),
+                  fig(x->pr, 1), fig(x->pr_normalized, 3), fig(x->lowfreq_ratio, 2),
+                  fig(x->hoyer, 3));
+    }
+    table_print(&t);
+}
+
+/* ---- main ---- */
+
+typedef struct args {
+    const char *pos[2];
+    int npos;
+    const char *json;
+    int32_t bins;
+    int32_t ks[64];
+    size_t nks;
+    double band;
+    int32_t draws;
+    uint64_t seed;
+    int32_t threads;
+    uint32_t kinds, probes;
+    int skip_mismatched, allow_nonfinite, tensors, no_progress, verbose;
+    int32_t layout;
+} args;
+
+static void parse_args(int argc, char **argv, args *a)
+{
+    int options_done = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *s = argv[i], *val = NULL;
+        int rc;
+        if (options_done || s[0] != '-' || s[1] == '\0') {
+            if (a->npos == 2)
+                bad_usage("too many checkpoints: %s", s);
+            a->pos[a->npos++] = s;
+            continue;
+        }
+#define FLAG(name, field)                                                                      \
+    if (strcmp(s, name) == 0) {                                                                \
+        a->field = 1;                                                                          \
+        continue;                                                                              \
+    }
+#define VALUE(name)                                                                            \
+    ((rc = sr_cli_opt_value(argc, argv, &i, name, &val)) < 0                                   \
+         ? (bad_usage("%s needs a value", name), 0)                                            \
+         : rc)
+        if (strcmp(s, "--") == 0) {
+            options_done = 1;
+            continue;
+        }
+        if (strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0) {
+            usage(stdout);
+            exit(0);
+        }
+        FLAG("--skip-mismatched", skip_mismatched)
+        FLAG("--allow-nonfinite", allow_nonfinite)
+        FLAG("--tensors", tensors)
+        FLAG("--no-progress", no_progress)
+        FLAG("--verbose", verbose)
+        FLAG("-v", verbose)
+        if (VALUE("--json"))
+            a->json = val;
+        else if (VALUE("--bins"))
+            a->bins = (int32_t)parse_int("--bins", val, 1, 1 << 24);
+        else if (VALUE("--k"))
+            a->nks = parse_ks(val, a->ks, 64);
+        else if (VALUE("--band"))
+            a->band = parse_band(val);
+        else if (VALUE("--null-draws"))
+            a->draws = (int32_t)parse_int("--null-draws", val, 0, 10000);
+        else if (VALUE("--seed"))
+            a->seed = parse_seed(val);
+        else if (VALUE("--threads"))
+            a->threads = (int32_t)parse_int("--threads", val, 1, 4096);
+        else if (VALUE("--only"))
+            a->kinds = parse_names("--only", val, 1);
+        else if (VALUE("--probes"))
+            a->probes = parse_names("--probes", val, 0);
+        else if (VALUE("--layout")) {
+            if (strcmp(val, "out-first") == 0)
+                a->layout = SRESID_LAYOUT_OUT_FIRST;
+            else if (strcmp(val, "out-last") == 0)
+                a->layout = SRESID_LAYOUT_OUT_LAST;
+            else
+                bad_usage("unknown layout '%s' (want out-first or out-last)", val);
+        } else
+            bad_usage("unknown option %s", s);
+#undef FLAG
+#undef VALUE
+    }
+    if (a->npos == 0)
+        bad_usage("no checkpoint given");
+    if (a->json && !*a->json)
+        bad_usage("--json needs a file name or -");
+}
+
+static sresid_model *open_model(const char *path, int32_t layout)
+{
+    sresid_model_opts o = {.size = sizeof o, .layout = layout};
+    sresid_model *m = NULL;
+    sresid_status st = sresid_model_open(path, &o, &m);
+    if (st != SRESID_OK)
+        sr_cli_die_open(prog, path, st);
+    return m;
+}
+
+static void print_header(const args *a, const view *v, const sresid_report *r,
+                         const sresid_residual *res, int32_t threads)
+{
+    if (res)
+        printf("residual: %s - %s\n", a->pos[1], a->pos[0]);
+    else
+        printf("model: %s\n", a->pos[0]);
+    sresid_group_report all = group_of(v, SRESID_GROUP_ALL);
+    printf("tensors: %zu, values: %llu, layout: %s, threads: %d, seed: %llu\n", v->nt,
+           (unsigned long long)all.count,
+           a->layout == SRESID_LAYOUT_OUT_LAST ? "out-last" : "out-first", (int)threads,
+           (unsigned long long)a->seed);
+    size_t nu = res ? sresid_residual_unpaired_count(res) : 0;
+    for (size_t i = 0; i < nu; i++) {
+        const char *name = NULL;
+        int32_t reason = 0;
+        if (sresid_residual_unpaired(res, i, &name, &reason) != SRESID_OK)
+            continue;
+        printf("left out: ");
+        put_clean(name);
+        printf(" (%s)\n", reason == SRESID_UNPAIRED_BASE_ONLY      ? "only in base"
+                          : reason == SRESID_UNPAIRED_TRAINED_ONLY ? "only in trained"
+                          : reason == SRESID_UNPAIRED_SHAPE        ? "shapes differ"
+                                                                   : "not a float tensor");
+    }
+    if (all.nonfinite) {
+        size_t with = 0;
+        for (size_t i = 0; i < v->nt; i++)
+            with += v->t[i].nonfinite > 0;
+        printf("non-finite values: %llu in %zu tensors, excluded (matrix probes skip those "
+               "tensors)\n",
+               (unsigned long long)all.nonfinite, with);
+    }
+    (void)r;
+}
+
+int main(int argc, char **argv)
+{
+    /* Only a look for --verbose precedes this: it must come before any BLIS call. */
+    int verbose = 0;
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+        verbose |= strcmp(argv[i], "--verbose") == 0 || strcmp(argv[i], "-v") == 0;
+    sr_cli_pick_blis_arch(verbose);
+    prog = sr_cli_prog(argc > 0 ? argv[0] : NULL);
+
+    args a = {.layout = SRESID_LAYOUT_OUT_FIRST};
+    parse_args(argc, argv, &a);
+    int32_t threads = a.threads ? a.threads : sresid_get_threads();
+    if (a.verbose)
+        fprintf(stderr, "%s: libsparseresid %s, BLIS kernels %s, %d threads\n", prog,
+                sresid_version_string(), sresid_blas_arch(), (int)threads);
+
+    double t0 = now_s();
+    sresid_model *base = open_model(a.pos[0], a.layout);
+    sresid_model *trained = a.npos == 2 ? open_model(a.pos[1], a.layout) : NULL;
+    sresid_residual *res = NULL;
+    if (trained) {
+        sresid_pair_opts po = {.size = sizeof po,
+                               .flags = a.skip_mismatched ? SRESID_PAIR_SKIP_MISMATCHED : 0u};
+        sresid_status st = sresid_residual_create(base, trained, &po, &res);
+        if (st) {
+            char *what = xfmt("cannot pair %s with %s (see --skip-mismatched)", a.pos[0], a.pos[1]);
+            sr_cli_die(prog, what, st);
+        }
+    }
+
+    bar b = {.on = !a.no_progress && isatty(2), .width = 80};
+    struct winsize ws;
+    if (b.on && ioctl(2, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 20)
+        b.width = ws.ws_col;
+    sresid_report_opts o = {.size = sizeof o,
+                            .probes = a.probes,
+                            .kinds = a.kinds,
+                            .flags = a.allow_nonfinite ? 0u : SRESID_REPORT_FAIL_NONFINITE,
+                            .bins = a.bins,
+                            .band = a.band,
+                            .seed = a.seed,
+                            .ks = a.nks ? a.ks : NULL,
+                            .nks = a.nks,
+                            .null_draws = a.draws,
+                            .threads = threads,
+                            .progress = b.on ? on_progress : NULL,
+                            .progress_user = &b};
+    sresid_report *r = NULL;
+    sresid_status st =
+        res ? sresid_report_residual(res, &o, &r) : sresid_report_model(base, &o, &r);
+    bar_clear(&b);
+    if (st) {
+        if (st == SRESID_ERR_NONFINITE && !a.allow_nonfinite) {
+            fprintf(stderr, "%s: %s (use --allow-nonfinite to count and exclude them)\n", prog,
+                    sresid_last_error());
+            exit(1);
+        }
+        sr_cli_die(prog, "report", st);
+    }
+    double t1 = now_s();
+    if (a.verbose)
+        fprintf(stderr, "%s: report in %.3f s\n", prog, t1 - t0);
+
+    if (a.json && strcmp(a.json, "-") == 0) {
+        char *text = NULL;
+        st = sresid_report_json(r, SRESID_JSON_INDENT, &text);
+        if (st)
+            sr_cli_die(prog, "JSON", st);
+        fputs(text, stdout);
+        fputc('\n', stdout);
+        sresid_free(text);
+    } else {
+        if (a.json) {
+            st = sresid_report_save_json(r, SRESID_JSON_INDENT, a.json);
+            if (st)
+                sr_cli_die(prog, "cannot write the JSON report", st);
+        }
+        static const int32_t default_ks[] = {2, 4, 8, 16};
+        view v;
+        view_load(&v, r, a.nks ? a.ks : default_ks, a.nks ? a.nks : 4);
+        uint32_t probes = a.probes ? a.probes : SRESID_PROBE_ALL;
+        print_header(&a, &v, r, res, threads);
+        print_components(&v, probes, a.bins ? a.bins : 100);
+        print_pr(&v);
+        print_correlation(&v, probes);
+        print_layers(&v);
+        print_lowfreq(&v, a.band > 0 ? a.band : 0.125);
+        print_kmeans(&v);
+        if (a.tensors)
+            print_tensors(&v);
+        free(v.t);
+    }
+    if (a.verbose)
+        fprintf(stderr, "%s: total %.3f s\n", prog, now_s() - t0);
+
+    sresid_report_free(r);
+    sresid_residual_free(res);
+    sresid_model_free(trained);
+    sresid_model_free(base);
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "%s: error writing the output\n", prog);
+        return 1;
+    }
+    return 0;
+}
