@@ -142,7 +142,7 @@ abi-baseline: lib
 check-pkgconfig: lib
 	./tests/pkgconfig-test.sh
 
-check-tools: all
+check-tools: all build/check_sparseresid
 	./tests/tools-test.sh
 
 check-python: lib

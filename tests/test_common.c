@@ -138,10 +138,12 @@ static void naive_gemm(int ta, int tb, int m, int n, int k, const float *a, int 
 }
 
 /* The BLIS wrapper against a plain triple loop, every transpose, two thread
- * counts, strided operands and beta accumulation. */
+ * counts (the product is big enough to use both), strided operands and
+ * beta accumulation. */
 START_TEST(sgemm_matches_reference)
 {
-    const int m = 37, n = 29, k = 53, pad = 3;
+    /* large enough (m n k > 2 x 2^21) that two threads really run */
+    const int m = 173, n = 131, k = 211, pad = 3;
     uint64_t seed = 42;
     float *a = malloc(sizeof(float) * (m + pad) * (k + pad));
     float *b = malloc(sizeof(float) * (k + pad) * (n + pad));

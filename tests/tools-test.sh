@@ -265,5 +265,34 @@ open(sys.argv[1], "wb").write(struct.pack("<Q", len(hdr)) + hdr + struct.pack("<
         'd["tensors"][0]["nonfinite"] == 2 and d["tensors"][0]["count"] == 4 and d["groups"]["mlp"]["nonfinite"] == 2 and d["options"]["nonfinite"] == "exclude"'
 fi
 
+# Every malformed file of the unit tests' corpus: sr-info and sr-probe exit 1
+# with one line on stderr naming the file, never a crash.
+CHECK_BIN=${CHECK_BIN:-build/check_sparseresid}
+if [ -x "$CHECK_BIN" ]; then
+    mkdir "$TMP/corpus"
+    SRESID_TEST_KEEP_DIR="$TMP/corpus" CK_RUN_SUITE=malformed CK_FORK=no "$CHECK_BIN" \
+        >"$TMP/corpus.log" 2>&1
+    n=0
+    badfiles=""
+    for f in "$TMP"/corpus/*; do
+        case $(basename "$f") in
+        valid_* | after_good* | args* | opts*) continue ;;
+        esac
+        n=$((n + 1))
+        for prog in "$SR" bin/sr-probe; do
+            "$prog" "$f" >/dev/null 2>"$TMP/corpus.err"
+            rc=$?
+            if [ "$rc" -ne 1 ] || [ "$(wc -l <"$TMP/corpus.err")" -ne 1 ] ||
+                ! grep -qF "$(basename "$f")" "$TMP/corpus.err"; then
+                badfiles="$badfiles $(basename "$prog"):$(basename "$f")(rc=$rc)"
+            fi
+        done
+    done
+    check "the malformed corpus has at least 30 files ($n)" [ "$n" -ge 30 ]
+    check "sr-info and sr-probe fail cleanly on each:${badfiles:- all $n}" [ -z "$badfiles" ]
+else
+    bad "$CHECK_BIN is missing: the malformed corpus was not swept"
+fi
+
 echo "tools: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
