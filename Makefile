@@ -148,8 +148,11 @@ check-tools: all build/check_sparseresid
 check-python: lib
 	$(PYTHON) -m unittest discover -s tests/python -t . -v
 
+# The residual report of the bundled real pair (TF.js checkpoints: their
+# kernels are [kh, kw, in, out], hence the out-last matrix view).
 run: all
-	./bin/sr-info tests/fixtures/faceapi.face_landmark_68_model.f32.safetensors \
+	./bin/sr-probe --skip-mismatched --layout out-last \
+	    tests/fixtures/faceapi.face_landmark_68_model.f32.safetensors \
 	    tests/fixtures/faceapi.face_expression_model.f32.safetensors
 
 # ---- install ----
