@@ -26,7 +26,8 @@ void sresid__sgemv(int64_t m, int64_t n, float alpha, const float *a, int64_t ld
                    const float *x, float beta, float *y);
 
 /* Thread count for BLIS calls made by the calling thread: n >= 1 overrides
- * sresid_get_threads() (worker threads that already split the work use 1);
+ * sresid_get_threads() (the report gives each worker its share of the
+ * threads, at least 1);
  * 0 restores the global setting. */
 void sresid__blas_local_threads(int n);
 

@@ -133,9 +133,11 @@ void sresid__matrix_view(const sresid__tensor *t, int32_t layout, int64_t *rows,
  * the mapping). IO when the file shrank or cannot be read. */
 sresid_status sresid__tensor_to_f32(const sresid_model *m, const sresid__tensor *t,
                                     size_t first, size_t n, float *dst);
-/* Tell the kernel the mapped pages of t's bytes [off, off+len) may go. */
-void sresid__release_pages(const sresid_model *m, const sresid__tensor *t, uint64_t off,
-                           uint64_t len);
+/* Copy bytes [off, off+len) of tensor t: pread for file-backed tensors
+ * (whatever the model's flags: never faults on a file that shrank), memcpy
+ * otherwise. IO on a short read. */
+sresid_status sresid__tensor_bytes(const sresid_model *m, const sresid__tensor *t, uint64_t off,
+                                   void *dst, size_t len);
 bool sresid__utf8_valid(const char *s, size_t len);
 
 /* ---- residual (residual.c) ---- */

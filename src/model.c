@@ -331,24 +331,6 @@ sresid_status sresid_model_tensor_info(const sresid_model *m, size_t index,
     return SRESID_OK;
 }
 
-void sresid__release_pages(const sresid_model *m, const sresid__tensor *t, uint64_t off,
-                           uint64_t len)
-{
-    if (t->file < 0 || (m->flags & SRESID_OPEN_KEEP_PAGES) || len == 0)
-        return;
-    const sresid__file *f = &m->files[t->file];
-    static long page;
-    if (!page)
-        page = sysconf(_SC_PAGESIZE);
-    uintptr_t base = (uintptr_t)f->map, lo = (uintptr_t)(t->data + off), hi = lo + len;
-    lo &= ~(uintptr_t)(page - 1);
-    hi = (hi + (uintptr_t)page - 1) & ~(uintptr_t)(page - 1);
-    if (hi > base + f->map_len)
-        hi = base + f->map_len;
-    /* Advice only: the pages come back from the page cache if touched again. */
-    (void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
-}
-
 /* Reads go through pread rather than the mapping: copying out of a mapping
  * of cached file data runs at a fraction of read(2) speed here (bench/README.md),
  * and pread leaves nothing resident but the caller's buffer. */
@@ -377,6 +359,16 @@ static sresid_status pread_all(const sresid_model *m, const sresid__tensor *t, u
         pos += (uint64_t)got;
         len -= (size_t)got;
     }
+    return SRESID_OK;
+}
+
+sresid_status sresid__tensor_bytes(const sresid_model *m, const sresid__tensor *t, uint64_t off,
+                                   void *dst, size_t len)
+{
+    if (t->file >= 0)
+        return pread_all(m, t, off, dst, len);
+    if (len)
+        memcpy(dst, t->data + off, len);
     return SRESID_OK;
 }
 

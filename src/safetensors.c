@@ -207,7 +207,8 @@ done:
 
 sresid_status sresid__st_open_file(sresid_model *m, const char *path)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO or device must fail below, not block the open */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
         return sresid__fail(SRESID_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat sb;
@@ -378,21 +379,41 @@ sresid_status sresid__st_save(const sresid_model *m, const char *path, uint32_t 
     for (int i = 0; i < 8; i++)
         lenbuf[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
     bool ok = fchmod(fd, 0644) == 0 && write_all(fd, lenbuf, 8) && write_all(fd, header, hlen);
-    for (size_t i = 0; ok && i < m->count; i++) {
-        ok = write_all(fd, order[i]->data, (size_t)order[i]->nbytes);
-        sresid__release_pages(m, order[i], 0, order[i]->nbytes);
+    /* Opened tensors are copied with pread through a bounce buffer: nothing
+     * of the source stays resident and a source file that shrank is an IO
+     * error, not a fault. */
+    size_t bounce_len = (size_t)1 << 20;
+    unsigned char *bounce = ok ? malloc(bounce_len) : NULL;
+    ok = ok && bounce;
+    int e = ok ? 0 : errno;
+    for (size_t i = 0; ok && !st && i < m->count; i++) {
+        const sresid__tensor *t = order[i];
+        if (t->file < 0) {
+            ok = write_all(fd, t->data, (size_t)t->nbytes);
+            continue;
+        }
+        for (uint64_t off = 0; ok && off < t->nbytes; off += bounce_len) {
+            size_t k = t->nbytes - off < bounce_len ? (size_t)(t->nbytes - off) : bounce_len;
+            if ((st = sresid__tensor_bytes(m, t, off, bounce, k)))
+                break;
+            ok = write_all(fd, bounce, k);
+        }
     }
-    ok = ok && fsync(fd) == 0;
-    int e = errno;
+    free(bounce);
+    if (ok && !st)
+        ok = fsync(fd) == 0;
+    if (!ok && !e)
+        e = errno;
     ok = close(fd) == 0 && ok;
-    if (!ok) {
+    /* a failed read of a source tensor already set st and its message */
+    if (!st && !ok) {
         st = sresid__fail(SRESID_ERR_IO, "%s: write failed: %s", path, strerror(e));
-    } else if (flags & SRESID_SAVE_NO_CLOBBER) {
+    } else if (!st && (flags & SRESID_SAVE_NO_CLOBBER)) {
         /* link() fails if path exists: no window for a race */
         if (link(tmp, path) != 0)
             st = sresid__fail(SRESID_ERR_IO, "%s: %s", path,
                               errno == EEXIST ? "already exists" : strerror(errno));
-    } else if (rename(tmp, path) != 0) {
+    } else if (!st && rename(tmp, path) != 0) {
         st = sresid__fail(SRESID_ERR_IO, "%s: cannot rename the temporary file: %s", path,
                           strerror(errno));
     }

@@ -2,6 +2,8 @@
  * to shard file), or a directory of shards. */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,14 +69,27 @@ static sresid_status open_shards(sresid_model *m, const char *dir, char **names,
 sresid_status sresid__open_index(sresid_model *m, const char *index_path)
 {
     json_error_t jerr;
-    FILE *f = fopen(index_path, "rb");
-    if (!f)
+    /* O_NONBLOCK: a FIFO must be refused, not block the open */
+    int fd = open(index_path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
         return sresid__fail(SRESID_ERR_IO, "%s: cannot open: %s", index_path, strerror(errno));
     struct stat sb;
-    if (fstat(fileno(f), &sb) != 0 || (uint64_t)sb.st_size > INDEX_LIMIT) {
-        fclose(f);
+    const char *why = fstat(fd, &sb) != 0       ? strerror(errno)
+                      : !S_ISREG(sb.st_mode)    ? "not a regular file"
+                                                : NULL;
+    if (why) {
+        close(fd);
+        return sresid__fail(SRESID_ERR_IO, "%s: %s", index_path, why);
+    }
+    if ((uint64_t)sb.st_size > INDEX_LIMIT) {
+        close(fd);
         return sresid__fail(SRESID_ERR_HEADER, "%s: index file larger than %zu bytes", index_path,
                             INDEX_LIMIT);
+    }
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return sresid__fail(SRESID_ERR_NOMEM, "%s: cannot read: %s", index_path, strerror(errno));
     }
     json_t *root = json_loadf(f, JSON_REJECT_DUPLICATES, &jerr);
     fclose(f);

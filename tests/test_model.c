@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -470,9 +471,28 @@ START_TEST(file_shrinks_after_open)
         ck_assert_ptr_nonnull(strstr(sresid_last_error(), "shrank"));
     }
     ck_assert_status(sresid_model_read_raw(m, 0, out, n * 4), SRESID_ERR_IO);
+    /* saving it copies with pread too: IO, and no output file */
+    const char *q = tu_path("shrinks-copy.safetensors");
+    ck_assert_status(sresid_model_save(m, q, NULL), SRESID_ERR_IO);
+    ck_assert_int_ne(access(q, F_OK), 0);
     sresid_model_free(m);
     free(h);
     free(out);
+}
+END_TEST
+
+/* A FIFO is refused at once, never waited on. */
+START_TEST(fifo_refused)
+{
+    const char *p = tu_path("fifo.safetensors"), *q = tu_path("fifo.safetensors.index.json");
+    ck_assert_int_eq(mkfifo(p, 0600), 0);
+    ck_assert_int_eq(mkfifo(q, 0600), 0);
+    sresid_model *m = NULL;
+    ck_assert_status(sresid_model_open(p, NULL, &m), SRESID_ERR_IO);
+    ck_assert_ptr_nonnull(strstr(sresid_last_error(), "not a regular file"));
+    ck_assert_status(sresid_model_open(q, NULL, &m), SRESID_ERR_IO);
+    ck_assert_ptr_nonnull(strstr(sresid_last_error(), "not a regular file"));
+    ck_assert_ptr_null(m);
 }
 END_TEST
 
@@ -493,6 +513,7 @@ Suite *suite_model(void)
     tcase_add_test(tc, kind_rules_override);
     tcase_add_test(tc, keep_pages_flag_same_data);
     tcase_add_test(tc, file_shrinks_after_open);
+    tcase_add_test(tc, fifo_refused);
     suite_add_tcase(s, tc);
     return s;
 }
