@@ -272,6 +272,69 @@ _PROTOTYPES = {
     "sresid_residual_unpaired": (c_int32, [c_void_p, c_size_t, POINTER(c_char_p),
                                            POINTER(c_int32)]),
 }
+
+
+class _ReportOpts(Structure):
+    _fields_ = [("size", c_size_t), ("probes", c_uint32), ("kinds", c_uint32),
+                ("flags", c_uint32), ("bins", c_int32), ("band", c_double), ("seed", c_uint64),
+                ("ks", POINTER(c_int32)), ("nks", c_size_t), ("null_draws", c_int32),
+                ("threads", c_int32), ("progress", c_void_p), ("progress_user", c_void_p)]
+
+
+class _TensorReport(Structure):
+    _fields_ = [("size", c_size_t), ("name", c_char_p), ("role", c_char_p), ("kind", c_int32),
+                ("layer", c_int32), ("ndim", c_int32), ("is_matrix", c_int32),
+                ("rows", c_int64), ("cols", c_int64), ("count", c_uint64),
+                ("nonfinite", c_uint64)] + [(f, c_double) for f in (
+                    "mean", "variance", "skewness", "kurtosis", "entropy_bits",
+                    "entropy_random_bits", "pr", "pr_normalized", "lowfreq_ratio")] + [
+                ("elements_for_energy", c_double * 3), ("hoyer", c_double),
+                ("energy_in_top", c_double * 3)] + [(f, c_double) for f in (
+                    "pr_null_mean", "pr_null_std", "pr_null_z", "lowfreq_null_mean",
+                    "lowfreq_null_std", "lowfreq_null_z")]
+
+
+class _GroupReport(Structure):
+    _fields_ = [("size", c_size_t), ("group", c_int32), ("reserved", c_int32),
+                ("tensors", c_uint64), ("count", c_uint64), ("nonfinite", c_uint64)] + [
+                (f, c_double) for f in ("mean", "variance", "skewness", "kurtosis",
+                                        "entropy_bits", "entropy_random_bits", "mean_pr")] + [
+                ("matrices", c_uint64)]
+
+
+class _LayerReport(Structure):
+    _fields_ = [("size", c_size_t), ("layer", c_int32), ("reserved", c_int32),
+                ("tensors", c_uint64), ("count", c_uint64), ("kurtosis", c_double),
+                ("entropy_bits", c_double), ("entropy_random_bits", c_double)]
+
+
+class _CorrelationReport(Structure):
+    _fields_ = [("size", c_size_t), ("role", c_char_p), ("layer_a", c_int32),
+                ("layer_b", c_int32), ("r", c_double), ("pairs", c_uint64)]
+
+
+# report.h
+_REPORT_PROTOTYPES = {
+    "sresid_report_residual": (c_int32, [c_void_p, POINTER(_ReportOpts), POINTER(c_void_p)]),
+    "sresid_report_model": (c_int32, [c_void_p, POINTER(_ReportOpts), POINTER(c_void_p)]),
+    "sresid_report_free": (None, [c_void_p]),
+    "sresid_report_tensor_count": (c_size_t, [c_void_p]),
+    "sresid_report_tensor": (c_int32, [c_void_p, c_size_t, POINTER(_TensorReport)]),
+    "sresid_report_tensor_kmeans": (c_int32, [c_void_p, c_size_t, c_size_t,
+                                              POINTER(_KmeansResult)]),
+    "sresid_report_group": (c_int32, [c_void_p, c_int32, POINTER(_GroupReport)]),
+    "sresid_report_layer_count": (c_size_t, [c_void_p]),
+    "sresid_report_layer": (c_int32, [c_void_p, c_size_t, POINTER(_LayerReport)]),
+    "sresid_report_pair_count": (c_size_t, [c_void_p]),
+    "sresid_report_pair": (c_int32, [c_void_p, c_size_t, POINTER(_CorrelationReport)]),
+    "sresid_report_layer_correlation_count": (c_size_t, [c_void_p]),
+    "sresid_report_layer_correlation": (c_int32, [c_void_p, c_size_t,
+                                                  POINTER(_CorrelationReport)]),
+    "sresid_report_json": (c_int32, [c_void_p, c_uint32, POINTER(c_void_p)]),
+    "sresid_report_save_json": (c_int32, [c_void_p, c_uint32, c_char_p]),
+    "sresid_free": (None, [c_void_p]),
+}
+_PROBE_PROTOTYPES.update(_REPORT_PROTOTYPES)
 _PROTOTYPES.update(_PROBE_PROTOTYPES)
 
 
@@ -1148,3 +1211,125 @@ __all__ += [
     "entropy_random", "participation_ratio", "correlation", "lowfreq_ratio", "kmeans_fit",
     "kmeans_explained", "sparsity", "permutation_null", "has_function",
 ]
+
+
+REPORT_FAIL_NONFINITE = 0x1  # report.h
+GROUP_ALL = -1
+JSON_INDENT = 0x1
+
+
+class Report:
+    """The residual report (report.h) over a Residual or one Model.
+
+    Options as in sresid_report_opts: probes (PROBE_* bits), kinds (list of kind
+    names or a bit mask), bins, band, seed, ks, null_draws, threads,
+    fail_nonfinite. The figures are read with json() (the documented JSON
+    document as a dict) or the struct accessors tensor(i), group(g), layer(i)."""
+
+    def __init__(self, source, probes=0, kinds=0, bins=0, band=0.0, seed=0, ks=None,
+                 null_draws=0, threads=0, fail_nonfinite=False):
+        self._h = None
+        if isinstance(kinds, (list, tuple)):
+            names = {kind_name(k): k for k in range(5)}
+            kinds = sum(1 << names[k] for k in kinds)
+        opts = _sized(_ReportOpts)
+        opts.probes, opts.kinds, opts.bins, opts.band, opts.seed = (
+            int(probes), int(kinds), int(bins), float(band), int(seed))
+        opts.flags = REPORT_FAIL_NONFINITE if fail_nonfinite else 0
+        opts.null_draws, opts.threads = int(null_draws), int(threads)
+        self._ks = None
+        if ks is not None:
+            self._ks = (c_int32 * len(ks))(*[int(k) for k in ks])
+            opts.ks, opts.nks = ctypes.cast(self._ks, POINTER(c_int32)), len(ks)
+        out = c_void_p()
+        if isinstance(source, Residual):
+            _check(_fn("sresid_report_residual")(source._h, byref(opts), byref(out)))
+        elif isinstance(source, Model):
+            _check(_fn("sresid_report_model")(source._handle(), byref(opts), byref(out)))
+        else:
+            raise TypeError("source must be a Residual or a Model")
+        self._h = out
+
+    def close(self):
+        if getattr(self, "_h", None) is not None:
+            _lib.sresid_report_free(self._h)
+            self._h = None
+
+    __del__ = close
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def json(self):
+        """The report as the JSON document of docs/report.md, parsed."""
+        import json as _json
+        text = c_void_p()
+        _check(_lib.sresid_report_json(self._h, 0, byref(text)))
+        try:
+            return _json.loads(ctypes.string_at(text).decode("utf-8"))
+        finally:
+            _lib.sresid_free(text)
+
+    def save_json(self, path, indent=True):
+        _check(_lib.sresid_report_save_json(self._h, JSON_INDENT if indent else 0,
+                                            _bytes(path, "path")))
+
+    def __len__(self):
+        return int(_lib.sresid_report_tensor_count(self._h))
+
+    @staticmethod
+    def _dict(st):
+        d = {}
+        for name, _ in st._fields_:
+            v = getattr(st, name)
+            if name == "size":
+                continue
+            d[name] = _str(v) if isinstance(v, bytes) else (list(v) if hasattr(v, "_length_")
+                                                             else v)
+        return d
+
+    def tensor(self, i):
+        st = _sized(_TensorReport)
+        _check(_lib.sresid_report_tensor(self._h, int(i), byref(st)))
+        return self._dict(st)
+
+    def group(self, group=GROUP_ALL):
+        if isinstance(group, str):
+            group = GROUP_ALL if group == "all" else {kind_name(k): k for k in range(5)}[group]
+        st = _sized(_GroupReport)
+        _check(_lib.sresid_report_group(self._h, int(group), byref(st)))
+        return self._dict(st)
+
+    def layers(self):
+        out = []
+        for i in range(_lib.sresid_report_layer_count(self._h)):
+            st = _sized(_LayerReport)
+            _check(_lib.sresid_report_layer(self._h, i, byref(st)))
+            out.append(self._dict(st))
+        return out
+
+    def layer_correlation(self, per_role=False):
+        count = _lib.sresid_report_pair_count if per_role else \
+            _lib.sresid_report_layer_correlation_count
+        get = _lib.sresid_report_pair if per_role else _lib.sresid_report_layer_correlation
+        out = []
+        for i in range(count(self._h)):
+            st = _sized(_CorrelationReport)
+            _check(get(self._h, i, byref(st)))
+            out.append(self._dict(st))
+        return out
+
+    def kmeans(self, i):
+        """k-means figures of tensor i, one dict per K of the options."""
+        out = []
+        for j in range(len(self.json()["options"]["ks"]) if self._ks is None else len(self._ks)):
+            st = _sized(_KmeansResult)
+            _check(_lib.sresid_report_tensor_kmeans(self._h, int(i), j, byref(st)))
+            out.append(self._dict(st))
+        return out
+
+
+__all__ += ["Report", "REPORT_FAIL_NONFINITE", "GROUP_ALL"]

@@ -93,15 +93,16 @@ static void index_exact(const binning *b, const float *x, size_t n, uint32_t *id
         idx[i] = bin_of(b, x[i]);
 }
 
-/* The fast path. With t = (x - lo) * bins / (hi - lo) as computed, the
- * computed t and the computed edges (in t units) each lie within
- * u bins (7 + max(|lo|, |hi|) / (hi - lo)) of the exact ones (u = 2^-53),
- * so when 0 <= t < bins and the fraction of t keeps a margin delta (four
- * times that) from 0 and 1, the value lies strictly inside bin trunc(t) and
- * needs no correction. The fast kernels bin a whole block that way and say
- * whether every value met the condition; if not (a value outside, not
- * finite, or within delta of an edge, e.g. the minimum itself), the block
- * is redone by the exact rule. */
+/* The fast path. Let m = max(|lo|, |hi|) / (hi - lo) and u the unit
+ * roundoff of the arithmetic (2^-53 in double; 2^-24 in the float kernel,
+ * where lo, x - lo and the scale are rounded to float). The computed t =
+ * (x - lo) * bins / (hi - lo) lies within about u bins (4 + m) of the exact
+ * value, and the computed edges (in units of t) within 2^-53 bins (3 + m) of
+ * their integers. So when 0 <= t < bins and the fraction of t keeps a margin
+ * delta = 4 u bins (7 + 2m) from 0 and 1, x lies strictly between two edges,
+ * in bin trunc(t), where the exact rule puts it too. Values that miss the
+ * margin (outside, not finite, or near an edge, such as the minimum itself)
+ * take the exact rule. */
 static double fast_margin(double lo, double hi, int32_t bins, double u)
 {
     double m = fmax(fabs(lo), fabs(hi)) / (hi - lo);
@@ -163,7 +164,8 @@ __attribute__((target("avx512f"))) static bool index_fast_avx512(const binning *
     const __m512i abs = _mm512_set1_epi32(0x7fffffff);
     __m512 tmax = _mm512_set1_ps(-INFINITY);
     __m512i z = _mm512_setzero_si512();
-    size_t i = 0;
+    uint32_t redo[BLOCK / 16]; /* groups of 16 to redo; n <= BLOCK */
+    size_t nredo = 0, i = 0;
     for (; i + 16 <= n; i += 16) {
         __m512 v = _mm512_loadu_ps(x + i);
         __m512 t = _mm512_mul_ps(_mm512_sub_ps(v, lo), norm);
@@ -176,9 +178,13 @@ __attribute__((target("avx512f"))) static bool index_fast_avx512(const binning *
         tmax = _mm512_max_ps(tmax, t);
         /* lanes out of range convert to garbage; their block is redone */
         _mm512_storeu_si512((void *)(idx + i), _mm512_cvttps_epi32(t));
-        if (near)
-            index_exact_avx512(b, x + i, 16, idx + i);
+        /* noted without a branch; redone after the loop, which then makes
+         * no call and keeps its constants in registers */
+        redo[nredo] = (uint32_t)i;
+        nredo += near != 0;
     }
+    for (size_t k = 0; k < nredo; k++)
+        index_exact_avx512(b, x + redo[k], 16, idx + redo[k]);
     bool all = _mm512_test_epi32_mask(z, z) == 0 && _mm512_reduce_max_ps(tmax) < b->bins;
     index_exact(b, x + i, n - i, idx + i);
     return all;
@@ -234,7 +240,8 @@ static indexer pick_indexer(void)
     return (indexer){index_fast_generic, index_exact};
 }
 
-/* Count x[0..n) into h: bin indices of a block, then the increments. */
+/* Count x[0..n) into h: bin indices of a block, then the increments. The
+ * index kernels are only ever given up to BLOCK values. */
 static void hist_run(sresid_histogram *h, indexer ix, const float *x, size_t n)
 {
     const binning b = {h->lo, h->hi, h->step, h->norm, h->delta, h->delta_f, h->bins};
@@ -245,8 +252,12 @@ static void hist_run(sresid_histogram *h, indexer ix, const float *x, size_t n)
         if (!ix.fast(&b, x + off, len, idx))
             ix.exact(&b, x + off, len, idx);
         if (h->lanes == LANES) {
+            /* the next block is fetched while this one is counted */
+            const float *next = n - off > BLOCK ? x + off + BLOCK : NULL;
             uint64_t *c1 = c0 + h->stride, *c2 = c1 + h->stride, *c3 = c2 + h->stride;
             for (; i + 4 <= len; i += 4) {
+                if (next && (i & 15) == 0)
+                    __builtin_prefetch(next + i);
                 c0[idx[i]]++;
                 c1[idx[i + 1]]++;
                 c2[idx[i + 2]]++;
@@ -462,34 +473,75 @@ static inline double signed_by(double t, uint64_t u)
     return t;
 }
 
-static double zig_normal(sresid__rng *g, const zig *z)
+/* xoshiro256** step on the library generator's state: the same sequence as
+ * sresid__rng_next, inlined here so that the hot loop below makes no call
+ * and keeps its values in registers. */
+static inline uint64_t zig_next(sresid__rng *g)
 {
-    for (;;) {
-        uint64_t u = sresid__rng_next(g);
-        unsigned i = (unsigned)(u & (ZIG_LAYERS - 1));
-        double t = (double)(u >> 11) * 0x1.0p-53 * z->x[i];
-        if (t < z->x[i + 1])
-            return signed_by(t, u); /* inside the layer's core rectangle */
-        if (i == 0) {
-            /* tail beyond r (Marsaglia 1964) */
-            double a, b;
-            do {
-                a = -log(1.0 - sresid__rng_uniform(g)) / ZIG_R;
-                b = -log(1.0 - sresid__rng_uniform(g));
-            } while (b + b < a * a);
-            return signed_by(ZIG_R + a, u);
-        }
-        /* wedge: uniform height within the layer against the curve */
-        double y = z->f[i] + sresid__rng_uniform(g) * (z->f[i + 1] - z->f[i]);
-        if (y < exp(-0.5 * t * t))
-            return signed_by(t, u);
-    }
+    uint64_t *s = g->s;
+    uint64_t x = s[1] * 5, out = ((x << 7) | (x >> 57)) * 9, t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = (s[3] << 45) | (s[3] >> 19);
+    return out;
 }
 
-static void zig_fill(sresid__rng *g, const zig *z, float *dst, size_t n)
+static inline double zig_uniform(sresid__rng *g)
 {
-    for (size_t i = 0; i < n; i++)
-        dst[i] = (float)zig_normal(g, z);
+    return (double)(zig_next(g) >> 11) * 0x1.0p-53;
+}
+
+/* The rare cases (about 1 %): the tail of layer 0 and the wedges; returns
+ * false when the point is rejected and a new draw must start. */
+static bool zig_slow(sresid__rng *g, const zig *z, uint64_t u, unsigned i, double t,
+                     double *out)
+{
+    if (i == 0) {
+        /* tail beyond r (Marsaglia 1964) */
+        double a, b;
+        do {
+            a = -log(1.0 - zig_uniform(g)) / ZIG_R;
+            b = -log(1.0 - zig_uniform(g));
+        } while (b + b < a * a);
+        *out = signed_by(ZIG_R + a, u);
+        return true;
+    }
+    /* wedge: uniform height within the layer against the curve */
+    double y = z->f[i] + zig_uniform(g) * (z->f[i + 1] - z->f[i]);
+    if (y < exp(-0.5 * t * t)) {
+        *out = signed_by(t, u);
+        return true;
+    }
+    return false;
+}
+
+/* n draws rounded to float into dst; their min and max too. */
+static void zig_fill(sresid__rng *g, const zig *z, float *dst, size_t n, float *mn, float *mx)
+{
+    float lo = *mn, hi = *mx;
+    for (size_t k = 0; k < n; k++) {
+        double v;
+        for (;;) {
+            uint64_t u = zig_next(g);
+            unsigned i = (unsigned)(u & (ZIG_LAYERS - 1));
+            double t = (double)(u >> 11) * 0x1.0p-53 * z->x[i];
+            if (t < z->x[i + 1]) { /* inside the layer's core rectangle */
+                v = signed_by(t, u);
+                break;
+            }
+            if (zig_slow(g, z, u, i, t, &v))
+                break;
+        }
+        float f = (float)v;
+        dst[k] = f;
+        lo = f < lo ? f : lo;
+        hi = f > hi ? f : hi;
+    }
+    *mn = lo;
+    *mx = hi;
 }
 
 /* Entropy of count draws over their own [min, max]: pass 1 finds the range,
@@ -514,11 +566,7 @@ static sresid_status random_entropy(uint64_t count, int32_t bins, uint64_t seed,
     float mn = INFINITY, mx = -INFINITY;
     for (uint64_t done = 0; done < count;) {
         size_t len = count - done < BLOCK ? (size_t)(count - done) : BLOCK;
-        zig_fill(&g, &z, buf, len);
-        for (size_t i = 0; i < len; i++) {
-            mn = buf[i] < mn ? buf[i] : mn;
-            mx = buf[i] > mx ? buf[i] : mx;
-        }
+        zig_fill(&g, &z, buf, len, &mn, &mx);
         done += len;
     }
     if (!(mn < mx)) { /* all draws equal: one bin */
@@ -536,7 +584,8 @@ static sresid_status random_entropy(uint64_t count, int32_t bins, uint64_t seed,
     sresid__rng_seed(&g, seed);
     for (uint64_t done = 0; done < count;) {
         size_t len = count - done < BLOCK ? (size_t)(count - done) : BLOCK;
-        zig_fill(&g, &z, buf, len);
+        float unused_mn = INFINITY, unused_mx = -INFINITY;
+        zig_fill(&g, &z, buf, len, &unused_mn, &unused_mx);
         hist_run(h, ix, buf, len);
         done += len;
     }

@@ -133,6 +133,10 @@ CLONES static bool kernel_generic(const float *x, size_t n, const float *next, r
 }
 
 #if HAVE_AVX512
+/* Halves of a 16-float register (AVX-512F has no 256-bit float extract). */
+#define LOW8(v) _mm512_castps512_ps256(v)
+#define HIGH8(v) _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))
+
 __attribute__((target("avx512f"))) static bool kernel_avx512(const float *x, size_t n,
                                                              const float *next, raw *r)
 {
@@ -141,10 +145,10 @@ __attribute__((target("avx512f"))) static bool kernel_avx512(const float *x, siz
     size_t i = 0;
     for (; i + 32 <= n; i += 32) {
         __m512 f0 = _mm512_loadu_ps(x + i), f1 = _mm512_loadu_ps(x + i + 16);
-        a0 = _mm512_add_pd(a0, _mm512_cvtps_pd(_mm512_castps512_ps256(f0)));
-        a1 = _mm512_add_pd(a1, _mm512_cvtps_pd(_mm256_loadu_ps(x + i + 8)));
-        a2 = _mm512_add_pd(a2, _mm512_cvtps_pd(_mm512_castps512_ps256(f1)));
-        a3 = _mm512_add_pd(a3, _mm512_cvtps_pd(_mm256_loadu_ps(x + i + 24)));
+        a0 = _mm512_add_pd(a0, _mm512_cvtps_pd(LOW8(f0)));
+        a1 = _mm512_add_pd(a1, _mm512_cvtps_pd(HIGH8(f0)));
+        a2 = _mm512_add_pd(a2, _mm512_cvtps_pd(LOW8(f1)));
+        a3 = _mm512_add_pd(a3, _mm512_cvtps_pd(HIGH8(f1)));
         lo = _mm512_min_ps(lo, _mm512_min_ps(f0, f1));
         hi = _mm512_max_ps(hi, _mm512_max_ps(f0, f1));
     }

@@ -622,7 +622,11 @@ class TestKMeans(unittest.TestCase):
             self.assertGreaterEqual(iters, 1)
 
     def test_inertia_within_one_percent_of_sklearn(self):
-        # overlapping clusters: a real optimisation problem
+        # Overlapping clusters: a real optimisation problem. One k-means++ run
+        # (the library's, or sklearn's with n_init=1) misses sklearn's best of
+        # 10 by more than 1 % for about a quarter of the seeds on such data;
+        # data and seed are fixed here, so the test is deterministic, and a
+        # change of the library's seeding may need other fixed seeds.
         for n, dims, k, spread, seed in ((3000, 10, 6, 2.5, 74), (2000, 30, 8, 1.5, 75),
                                          (1000, 4, 5, 3.0, 76)):
             x, _ = blobs(n, dims, k, seed, spread=spread)

@@ -232,6 +232,57 @@ class TestGeneratedPair(TmpDirCase):
     def concat(self, names):
         return np.concatenate([self.resid[n].ravel() for n in names]).astype(np.float64)
 
+    def test_binding_report(self):
+        """sparseresid.Report over the same pair: the struct accessors agree
+        with the JSON, the JSON with sr-probe's, and the figures with scipy."""
+        from .test_model import sr
+        with sr.Model.open(self.base) as b, sr.Model.open(self.trained) as t, \
+                sr.Residual(b, t) as res, \
+                sr.Report(res, bins=64, ks=[2, 3], seed=7, threads=1) as rep:
+            doc = rep.json()
+            validate(self, doc)
+            cli = sr_probe("--bins", "64", "--k", "2,3", "--seed", "7", "--threads", "1",
+                           self.base, self.trained)
+            self.assertEqual(len(rep), len(doc["tensors"]))
+            for i, jt in enumerate(doc["tensors"]):
+                st = rep.tensor(i)
+                self.assertEqual(st["name"], jt["name"])
+                self.assertEqual([st["rows"], st["cols"]], [jt["rows"], jt["cols"]])
+                for f in ("count", "kurtosis", "entropy_bits", "pr", "lowfreq_ratio"):
+                    if jt[f] is None:
+                        self.assertTrue(math.isnan(st[f]), f)
+                    else:
+                        self.assertEqual(st[f], jt[f], f)
+                # sr-probe picks BLIS's kernel set itself (BLIS_ARCH_TYPE), so
+                # the BLIS-based figures may differ in the last bits
+                ct = [c for c in cli["tensors"] if c["name"] == jt["name"]][0]
+                for f in ("kurtosis", "entropy_random_bits"):
+                    self.assertEqual(ct[f], jt[f], f)
+                for f in ("pr", "lowfreq_ratio"):
+                    if jt[f] is None:
+                        self.assertIsNone(ct[f], f)
+                    else:
+                        assert_rel(self, ct[f], jt[f], 1e-5, f, 1e-12)
+                self.assertEqual(ct["kmeans"] is None, jt["kmeans"] is None)
+                for kc, kj in zip(ct["kmeans"] or [], jt["kmeans"] or []):
+                    assert_rel(self, kc["explained"], kj["explained"], 1e-4, "kmeans", 1e-9)
+                if jt["is_matrix"]:
+                    self.assertEqual([k["k"] for k in rep.kmeans(i)], [2, 3])
+            g = rep.group("all")
+            x = self.concat([n for n, _, _ in self.tensors])
+            self.assertEqual(g["count"], x.size)
+            assert_rel(self, g["kurtosis"], scipy.stats.kurtosis(x), 1e-6, "all kurtosis", 1)
+            self.assertEqual(g["mean_pr"], doc["groups"]["all"]["mean_pr"])
+            self.assertEqual([l["layer"] for l in rep.layers()], [0, 1, 2])
+            lc = rep.layer_correlation()
+            self.assertEqual([(e["layer_a"], e["layer_b"]) for e in lc], [(0, 1), (1, 2), (0, 2)])
+            for e, je in zip(lc, doc["layer_correlation"]):
+                self.assertAlmostEqual(e["r"], je["r"], delta=1e-15)
+            out = self.path("report.json")
+            rep.save_json(out)
+            with open(out) as f:
+                self.assertEqual(json.load(f)["groups"], doc["groups"])
+
     def test_groups_layers_correlation(self):
         doc = sr_probe("--bins", "64", "--k", "2,3", "--seed", "7", "--null-draws", "3",
                        self.base, self.trained)
