@@ -1,6 +1,7 @@
 /* Helpers shared by the example programs; not part of the library. */
 #include "cli.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,4 +90,27 @@ const char *sr_cli_prog(const char *argv0)
 {
     const char *slash = argv0 ? strrchr(argv0, '/') : NULL;
     return slash ? slash + 1 : (argv0 && *argv0 ? argv0 : "sr");
+}
+
+void *sr_cli_xmalloc(const char *prog, size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p) {
+        fprintf(stderr, "%s: out of memory\n", prog);
+        exit(1);
+    }
+    return p;
+}
+
+char *sr_cli_xfmt(const char *prog, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *s = sr_cli_xmalloc(prog, n > 0 ? (size_t)n + 1 : 1);
+    va_start(ap, fmt);
+    vsnprintf(s, n > 0 ? (size_t)n + 1 : 1, fmt, ap);
+    va_end(ap);
+    return s;
 }

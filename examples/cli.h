@@ -25,4 +25,9 @@ int sr_cli_opt_value(int argc, char **argv, int *i, const char *name, const char
 /* Program name for messages: the last component of argv[0]. */
 const char *sr_cli_prog(const char *argv0);
 
+/* malloc that prints "prog: out of memory" and exits 1 on failure (size 0
+ * allocates 1 byte), and printf into a fresh string with it. */
+void *sr_cli_xmalloc(const char *prog, size_t n);
+char *sr_cli_xfmt(const char *prog, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 #endif /* SR_CLI_H */

@@ -57,28 +57,10 @@ static _Noreturn void die_nomem(void)
 
 static void *xmalloc(size_t n)
 {
-    void *p = malloc(n ? n : 1);
-    if (!p)
-        die_nomem();
-    return p;
+    return sr_cli_xmalloc(prog, n);
 }
 
-/* printf into a fresh string. */
-static char *xfmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *xfmt(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        die_nomem();
-    char *s = xmalloc((size_t)n + 1);
-    va_start(ap, fmt);
-    vsnprintf(s, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    return s;
-}
+#define xfmt(...) sr_cli_xfmt(prog, __VA_ARGS__)
 
 static char *shape_str(const int64_t *shape, int32_t ndim)
 {

@@ -144,6 +144,15 @@ bool sresid__utf8_valid(const char *s, size_t len);
 /* The base model a residual pairs (borrowed). */
 const sresid_model *sresid__residual_base(const sresid_residual *r);
 
+/* ---- report (report.c, read by report_json.c) ---- */
+int32_t sresid__report_source(const sresid_report *r);
+int32_t sresid__report_layout(const sresid_report *r);
+const sresid_report_opts *sresid__report_opts(const sresid_report *r);
+const int64_t *sresid__report_shape(const sresid_report *r, size_t i);
+bool sresid__report_stats(const sresid_report *r, int what, size_t i, sresid_moment_stats *out);
+size_t sresid__report_skipped(const sresid_report *r, size_t i, const char **name,
+                              const char **why);
+
 /* ---- safetensors (safetensors.c) ---- */
 /* Map one file and append its tensors and metadata to m. */
 sresid_status sresid__st_open_file(sresid_model *m, const char *path);

@@ -31,14 +31,6 @@
  * would take more than this many bytes together. */
 #define HIST_BUDGET ((size_t)256 << 20)
 
-/* Shared with report_json.c, which declares the same prototypes. */
-int32_t sresid__report_source(const sresid_report *r);
-int32_t sresid__report_layout(const sresid_report *r);
-const sresid_report_opts *sresid__report_opts(const sresid_report *r);
-const int64_t *sresid__report_shape(const sresid_report *r, size_t i);
-bool sresid__report_stats(const sresid_report *r, int what, size_t i, sresid_moment_stats *out);
-size_t sresid__report_skipped(const sresid_report *r, size_t i, const char **name,
-                              const char **why);
 
 typedef struct rtensor {
     sresid_tensor_report fig; /* name and role point at the strings below */

@@ -15,14 +15,6 @@
 
 #define REPORT_FORMAT_VERSION 1
 
-/* Defined in report.c (same prototypes there). */
-int32_t sresid__report_source(const sresid_report *r);
-int32_t sresid__report_layout(const sresid_report *r);
-const sresid_report_opts *sresid__report_opts(const sresid_report *r);
-const int64_t *sresid__report_shape(const sresid_report *r, size_t i);
-bool sresid__report_stats(const sresid_report *r, int what, size_t i, sresid_moment_stats *out);
-size_t sresid__report_skipped(const sresid_report *r, size_t i, const char **name,
-                              const char **why);
 
 /* Groups in the order the document lists them. */
 static const int32_t group_order[] = {SRESID_KIND_ATTENTION, SRESID_KIND_MLP,
