@@ -145,7 +145,7 @@ check-pkgconfig: lib
 check-tools: all build/check_sparseresid
 	./tests/tools-test.sh
 
-check-python: lib
+check-python: all
 	$(PYTHON) -m unittest discover -s tests/python -t . -v
 
 # The residual report of the bundled real pair (TF.js checkpoints: their

@@ -43,7 +43,7 @@ def sr_probe(*args):
 
 def validate(case, doc):
     if jsonschema is None:
-        case.skipTest("python3-jsonschema is not installed")
+        case.fail("python3-jsonschema is not installed (make deps)")
     with open(SCHEMA) as f:
         schema = json.load(f)
     jsonschema.Draft202012Validator.check_schema(schema)
@@ -68,9 +68,9 @@ def assert_rel(case, got, want, rel, what, floor=0.0):
 
 def need_tools(case):
     if not os.access(PROBE, os.X_OK):
-        case.skipTest("bin/sr-probe is missing: run make all")
+        case.fail("bin/sr-probe is missing: run make all")
     if scipy is None:
-        case.skipTest("scipy is not installed")
+        case.fail("scipy is not installed (make deps)")
 
 
 class TestFixtureReport(unittest.TestCase):
