@@ -169,7 +169,8 @@ __attribute__((target("avx512f"))) static bool index_fast_avx512(const binning *
     for (; i + 16 <= n; i += 16) {
         __m512 v = _mm512_loadu_ps(x + i);
         __m512 t = _mm512_mul_ps(_mm512_sub_ps(v, lo), norm);
-        __m512 f = _mm512_sub_ps(t, _mm512_roundscale_ps(t, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC));
+        __m512 whole = _mm512_roundscale_ps(t, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+        __m512 f = _mm512_sub_ps(t, whole);
         /* |f - 1/2| >= 1/2 - delta_f: near an edge, below lo, or NaN */
         __m512i d = _mm512_and_si512(_mm512_castps_si512(_mm512_sub_ps(f, half)), abs);
         __mmask16 near = _mm512_cmp_ps_mask(_mm512_castsi512_ps(d), lim, _CMP_NLT_UQ);
@@ -473,25 +474,9 @@ static inline double signed_by(double t, uint64_t u)
     return t;
 }
 
-/* xoshiro256** step on the library generator's state: the same sequence as
- * sresid__rng_next, inlined here so that the hot loop below makes no call
- * and keeps its values in registers. */
-static inline uint64_t zig_next(sresid__rng *g)
-{
-    uint64_t *s = g->s;
-    uint64_t x = s[1] * 5, out = ((x << 7) | (x >> 57)) * 9, t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = (s[3] << 45) | (s[3] >> 19);
-    return out;
-}
-
 static inline double zig_uniform(sresid__rng *g)
 {
-    return (double)(zig_next(g) >> 11) * 0x1.0p-53;
+    return (double)(sresid__rng_next(g) >> 11) * 0x1.0p-53;
 }
 
 /* The rare cases (about 1 %): the tail of layer 0 and the wedges; returns
@@ -525,7 +510,7 @@ static void zig_fill(sresid__rng *g, const zig *z, float *dst, size_t n, float *
     for (size_t k = 0; k < n; k++) {
         double v;
         for (;;) {
-            uint64_t u = zig_next(g);
+            uint64_t u = sresid__rng_next(g);
             unsigned i = (unsigned)(u & (ZIG_LAYERS - 1));
             double t = (double)(u >> 11) * 0x1.0p-53 * z->x[i];
             if (t < z->x[i + 1]) { /* inside the layer's core rectangle */

@@ -37,7 +37,19 @@ typedef struct sresid__rng {
     int spare_valid;
 } sresid__rng;
 void sresid__rng_seed(sresid__rng *r, uint64_t seed);
-uint64_t sresid__rng_next(sresid__rng *r);
+/* One xoshiro256** step; inline so that hot loops keep the state in registers. */
+static inline uint64_t sresid__rng_next(sresid__rng *r)
+{
+    uint64_t *s = r->s;
+    uint64_t x = s[1] * 5, out = ((x << 7) | (x >> 57)) * 9, t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = (s[3] << 45) | (s[3] >> 19);
+    return out;
+}
 double sresid__rng_uniform(sresid__rng *r);              /* [0, 1), 53 bits */
 uint64_t sresid__rng_below(sresid__rng *r, uint64_t n);  /* uniform in [0, n), n >= 1 */
 double sresid__rng_normal(sresid__rng *r);               /* N(0, 1), Box-Muller */

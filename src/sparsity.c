@@ -1,20 +1,18 @@
 /* Sparsity: how few of the largest |x| hold most of the energy sum x^2.
  *
- * Linear time, no sort, and no copy of the input:
- *  1. one pass sorts the finite values by the top 15 bits of |x| (for
- *     non-negative floats the bit pattern orders like the value) into 2^15
- *     buckets, keeping the count and the sum of squares of each; a walk
- *     down from the largest bucket then finds, for each of the six figures,
- *     the one bucket where its answer lies, and what lies above it;
- *  2. a second pass copies the values of those (at most six) buckets out,
- *     and a randomised selection with running sums finishes inside them:
- *     a three-way partition around a pivot splits a range into larger (G),
- *     equal (E) and smaller (L) values; each open query either lies in G,
- *     is answered inside E (ties: all equal, so the count follows from the
- *     pivot), or moves to L with G and E added to its running sum. Queries
- *     that part ways continue on their own side. Expected time is linear,
- *     also with many ties (E is settled at once).
- * Squares are computed in double: exact for a float. */
+ * A two-level radix selection: linear time, no sort, no copy of the input.
+ * For non-negative floats the bit pattern orders like the value, so
+ *  1. one pass puts the finite non-zero |x| into 2^15 buckets by the top 15
+ *     bits of their pattern, with the count and the sum of squares of each;
+ *     a walk down from the largest bucket finds, for each of the six
+ *     figures, the one bucket where its answer lies and what lies above;
+ *  2. a second pass counts the values of those buckets (at most six) by
+ *     their low 16 bits. Values with the same 31 bits are equal, so a walk
+ *     down these counts settles each figure exactly, ties included: within
+ *     a run of c equal values p the running sum grows by p^2 per value.
+ * Zeros are counted apart: they add to the counts, never to the energy.
+ * Squares are computed in double: exact for a float. Memory is fixed
+ * (about 0.5 MiB plus 0.5 MiB per bucket of pass 2), whatever the input. */
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
@@ -22,7 +20,9 @@
 
 #include "internal.h"
 
-#define SEED 0x5350415253495459ull /* fixed: results do not depend on it */
+#define NHI (1u << 15)   /* first-level buckets: bits 30..16 */
+#define NLO (1u << 16)   /* second level: bits 15..0 */
+#define ZERO_SLOTS 4     /* zeros apart, over 4 slots so that runs of them do not queue */
 #define NQUERY 6
 
 /* Energy queries (the smallest k whose k largest squares reach target) and
@@ -32,174 +32,37 @@ typedef struct query {
     double target; /* energy: target * total */
     uint64_t k;    /* count: how many; energy: the answer */
     double sum;    /* count: the answer */
+    /* where it is settled: bucket, and the count and energy above it */
+    uint32_t bucket;
+    uint64_t above;
+    double acc;
 } query;
 
-/* A range still to partition: its values are below all values already
- * taken (k0 of them, squares summing to acc) and above the rest. */
-typedef struct task {
-    size_t lo, hi;
-    uint64_t k0;
-    double acc;
-    unsigned mask; /* queries open on this range */
-} task;
-
-static float median3(float a, float b, float c)
+static inline uint32_t bits_of(float a)
 {
-    if (a > b) {
-        float t = a;
-        a = b;
-        b = t;
-    }
-    return c < a ? a : c > b ? b : c;
-}
-
-/* Three-way partition of v[lo, hi) into > p, == p, < p in two branch-free
- * sweeps (the outcome of each comparison is data, not a jump: random data
- * would mispredict half of the branches); returns the ends of the first two
- * parts and the sum of squares of the first. */
-static void partition3(float *v, size_t lo, size_t hi, float p, size_t *g_end, size_t *e_end,
-                       double *g_sum)
-{
-    size_t a = lo;
-    double s = 0;
-    for (size_t i = lo; i < hi; i++) { /* [lo, a) > p, [a, i) <= p */
-        float x = v[i];
-        v[i] = v[a];
-        v[a] = x;
-        double gt = x > p;
-        s += gt * ((double)x * x);
-        a += x > p;
-    }
-    size_t b = a;
-    for (size_t i = a; i < hi; i++) { /* [a, b) == p, [b, i) < p */
-        float x = v[i];
-        v[i] = v[b];
-        v[b] = x;
-        b += x == p;
-    }
-    *g_end = a;
-    *e_end = b;
-    *g_sum = s;
-}
-
-/* Answer the queries of t that fall in the run of e values equal to p, or
- * settle them when the range is empty; returns the queries still open on
- * the larger (*to_g) and smaller (*to_l) sides. */
-static void split_queries(query *q, const task *t, uint64_t g, double g_sum, uint64_t e, float p,
-                          unsigned *to_g, unsigned *to_l)
-{
-    const double p2 = (double)p * p, before_e = t->acc + g_sum;
-    *to_g = *to_l = 0;
-    for (int j = 0; j < NQUERY; j++) {
-        if (!(t->mask & (1u << j)))
-            continue;
-        query *qj = &q[j];
-        if (qj->energy) {
-            if (before_e >= qj->target) {
-                *to_g |= 1u << j;
-            } else if (p2 == 0) {
-                /* only zeros left: rounding kept the sum just short */
-                qj->k = t->k0 + g;
-            } else if (before_e + (double)e * p2 >= qj->target) {
-                /* smallest m in [1, e] with before_e + m p^2 >= target */
-                double m = ceil((qj->target - before_e) / p2);
-                uint64_t mi = m < 1 ? 1 : m > (double)e ? e : (uint64_t)m;
-                while (mi > 1 && before_e + (double)(mi - 1) * p2 >= qj->target)
-                    mi--;
-                while (mi < e && before_e + (double)mi * p2 < qj->target)
-                    mi++;
-                qj->k = t->k0 + g + mi;
-            } else {
-                *to_l |= 1u << j;
-            }
-        } else {
-            uint64_t need = qj->k - t->k0; /* >= 1 */
-            if (need <= g)
-                *to_g |= 1u << j;
-            else if (need <= g + e)
-                qj->sum = before_e + (double)(need - g) * p2;
-            else
-                *to_l |= 1u << j;
-        }
-    }
-}
-
-/* Runs the selection for the queries in mask on v[0..n) (permuted), below
- * k0 values already taken whose squares sum to acc. Each partition leaves
- * at most two tasks, each holding at least one query, so NQUERY slots
- * suffice. */
-static void select_in(float *v, size_t n, query *q, unsigned mask, uint64_t k0, double acc,
-                      sresid__rng *g)
-{
-    task stack[NQUERY + 1];
-    int top = 0;
-    stack[top++] = (task){0, n, k0, acc, mask};
-    while (top > 0) {
-        task t = stack[--top];
-        if (t.lo == t.hi) {
-            /* rounding left a query past the end: everything is taken */
-            for (int j = 0; j < NQUERY; j++)
-                if (t.mask & (1u << j)) {
-                    if (q[j].energy)
-                        q[j].k = t.k0;
-                    else
-                        q[j].sum = t.acc;
-                }
-            continue;
-        }
-        size_t len = t.hi - t.lo;
-        float p = median3(v[t.lo + sresid__rng_below(g, len)],
-                          v[t.lo + sresid__rng_below(g, len)],
-                          v[t.lo + sresid__rng_below(g, len)]);
-        size_t g_end, e_end;
-        double g_sum;
-        partition3(v, t.lo, t.hi, p, &g_end, &e_end, &g_sum);
-        uint64_t ng = g_end - t.lo, ne = e_end - g_end;
-        unsigned to_g, to_l;
-        split_queries(q, &t, ng, g_sum, ne, p, &to_g, &to_l);
-        if (to_g)
-            stack[top++] = (task){t.lo, g_end, t.k0, t.acc, to_g};
-        if (to_l)
-            stack[top++] = (task){e_end, t.hi, t.k0 + ng + ne,
-                                  t.acc + g_sum + (double)ne * ((double)p * p), to_l};
-    }
-}
-
-/* ceil(pct * n / 100) without rounding trouble, at least 1. */
-static uint64_t top_count(uint64_t n, unsigned pct)
-{
-    uint64_t k = n / 100 * pct + ((n % 100) * pct + 99) / 100;
-    return k < 1 ? 1 : k > n ? n : k;
-}
-
-#define NBUCKET (1u << 15)
-#define ZERO_SLOTS 4 /* zeros counted apart, over 4 slots so runs of them do not queue */
-
-/* Bucket of a finite |x| > 0: the top 15 bits of its pattern (sign clear). */
-static inline uint32_t bucket_of(float a)
-{
-    uint32_t bits;
-    memcpy(&bits, &a, sizeof bits);
-    return bits >> 16;
+    uint32_t b;
+    memcpy(&b, &a, sizeof b);
+    return b;
 }
 
 /* Pass 1 over a run of values: count and energy per bucket (zeros in the
- * slots past NBUCKET), sum of |x| in four accumulators. Non-finite values
- * are skipped. */
-static void bucket_run(const float *row, int64_t len, uint64_t *count, double *energy,
+ * slots past NHI), sum of |x| in four accumulators. Non-finite values are
+ * skipped. */
+static void bucket_run(const float *x, int64_t len, uint64_t *count, double *energy,
                        double l1[4])
 {
     double s0 = l1[0], s1 = l1[1], s2 = l1[2], s3 = l1[3];
-#define STEP(c, acc)                                                               \
-    do {                                                                           \
-        float a_ = fabsf(row[c]);                                                  \
-        if (a_ <= FLT_MAX) {                                                       \
-            uint32_t b_ = a_ == 0 ? NBUCKET + (uint32_t)((c) & (ZERO_SLOTS - 1))   \
-                                  : bucket_of(a_);                                 \
-            count[b_]++;                                                           \
-            energy[b_] += (double)a_ * a_;                                         \
-            acc += a_;                                                             \
-        }                                                                          \
+#define STEP(c, acc)                                                                    \
+    do {                                                                                \
+        float a_ = fabsf(x[c]);                                                         \
+        if (a_ <= FLT_MAX) {                                                            \
+            /* arithmetic, not a branch: zeros may come at random */                    \
+            uint32_t u_ = bits_of(a_), z_ = NHI + (uint32_t)((c) & (ZERO_SLOTS - 1));   \
+            uint32_t b_ = (u_ >> 16) + (u_ == 0) * z_;                                  \
+            count[b_]++;                                                                \
+            energy[b_] += (double)a_ * a_;                                              \
+            acc += a_;                                                                  \
+        }                                                                               \
     } while (0)
     int64_t c = 0;
     for (; c + 4 <= len; c += 4) {
@@ -215,6 +78,147 @@ static void bucket_run(const float *row, int64_t len, uint64_t *count, double *e
     l1[1] = s1;
     l1[2] = s2;
     l1[3] = s3;
+}
+
+/* Pass 2 over a run: values of the chosen buckets counted by their low bits.
+ * slot maps a bucket to its table (-1: not chosen); index NHI stands for
+ * zeros and NaN/infinity land in buckets that hold no finite value. */
+static void subcount_run(const float *x, int64_t len, const int32_t *slot, uint64_t *sub)
+{
+    for (int64_t c = 0; c < len; c++) {
+        uint32_t b = bits_of(fabsf(x[c]));
+        int32_t k = slot[(b >> 16) + (b == 0) * NHI];
+        if (k >= 0)
+            sub[(size_t)k * NLO + (b & (NLO - 1))]++;
+    }
+}
+
+/* Settle query q within its bucket from the counts of its values by low
+ * bits, walking down from the largest. */
+static void settle(query *q, const uint64_t *sub)
+{
+    uint64_t k0 = q->above;
+    double acc = q->acc;
+    for (uint32_t lo = NLO; lo-- > 0;) {
+        uint64_t c = sub[lo];
+        if (!c)
+            continue;
+        float p;
+        uint32_t bits = q->bucket << 16 | lo;
+        memcpy(&p, &bits, sizeof p);
+        const double p2 = (double)p * p;
+        if (q->energy) {
+            if (acc + (double)c * p2 >= q->target) {
+                /* smallest m in [1, c] with acc + m p^2 >= target */
+                double m = ceil((q->target - acc) / p2);
+                uint64_t mi = m < 1 ? 1 : m > (double)c ? c : (uint64_t)m;
+                while (mi > 1 && acc + (double)(mi - 1) * p2 >= q->target)
+                    mi--;
+                while (mi < c && acc + (double)mi * p2 < q->target)
+                    mi++;
+                q->k = k0 + mi;
+                return;
+            }
+        } else if (k0 + c >= q->k) {
+            q->sum = acc + (double)(q->k - k0) * p2;
+            return;
+        }
+        k0 += c;
+        acc += (double)c * p2;
+    }
+    /* the level-1 sum reached the target, this one fell short by rounding:
+     * the whole bucket is needed */
+    if (q->energy)
+        q->k = k0;
+    else
+        q->sum = acc;
+}
+
+/* ceil(pct * n / 100) without rounding trouble, at least 1. */
+static uint64_t top_count(uint64_t n, unsigned pct)
+{
+    uint64_t k = n / 100 * pct + ((n % 100) * pct + 99) / 100;
+    return k < 1 ? 1 : k > n ? n : k;
+}
+
+/* The figures from a finished pass 1; -1 when memory ran out. */
+static int figures(const float *x, int64_t rows, int64_t cols, int64_t ld, uint64_t n,
+                   const uint64_t *count, const double *energy, double e,
+                   sresid_sparsity_result *res)
+{
+    static const double targets[3] = {0.5, 0.9, 0.99};
+    static const unsigned pcts[3] = {1, 10, 50};
+    query q[NQUERY];
+    for (int j = 0; j < 3; j++) {
+        q[j] = (query){.energy = true, .target = targets[j] * e, .k = n};
+        q[3 + j] = (query){.energy = false, .k = top_count(n, pcts[j]), .sum = e};
+    }
+    /* level 1: walk down the buckets */
+    unsigned open = (1u << NQUERY) - 1;
+    uint64_t above = 0;
+    double acc = 0;
+    for (uint32_t b = NHI; b-- > 0 && open;) {
+        if (!count[b])
+            continue;
+        for (int j = 0; j < NQUERY; j++) {
+            if (!(open & (1u << j)))
+                continue;
+            bool here = q[j].energy ? acc + energy[b] >= q[j].target : above + count[b] >= q[j].k;
+            if (here) {
+                q[j].bucket = b;
+                q[j].above = above;
+                q[j].acc = acc;
+                open &= ~(1u << j);
+            }
+        }
+        above += count[b];
+        acc += energy[b];
+    }
+    /* below the buckets are the zeros: counts, no energy (an energy target
+     * still open was kept out of reach by rounding: all non-zeros needed) */
+    for (int j = 0; j < NQUERY; j++)
+        if (open & (1u << j)) {
+            q[j].bucket = UINT32_MAX;
+            if (q[j].energy)
+                q[j].k = above;
+            else
+                q[j].sum = acc;
+        }
+
+    /* level 2: one table per distinct bucket still to settle */
+    int32_t *slot = malloc((NHI + 1) * sizeof *slot);
+    int nused = 0;
+    if (!slot)
+        return -1;
+    for (uint32_t b = 0; b <= NHI; b++)
+        slot[b] = -1;
+    for (int j = 0; j < NQUERY; j++)
+        if (q[j].bucket != UINT32_MAX && slot[q[j].bucket] < 0)
+            slot[q[j].bucket] = nused++;
+    uint64_t *sub = nused ? calloc((size_t)nused * NLO, sizeof *sub) : NULL;
+    if (nused && !sub) {
+        free(slot);
+        return -1;
+    }
+    if (nused) {
+        if (ld == cols || rows == 1)
+            subcount_run(x, rows * cols, slot, sub);
+        else
+            for (int64_t r = 0; r < rows; r++)
+                subcount_run(x + r * ld, cols, slot, sub);
+    }
+    for (int j = 0; j < NQUERY; j++)
+        if (q[j].bucket != UINT32_MAX)
+            settle(&q[j], sub + (size_t)slot[q[j].bucket] * NLO);
+    free(sub);
+    free(slot);
+
+    for (int j = 0; j < 3; j++) {
+        res->elements_for_energy[j] = (double)q[j].k / (double)n;
+        double share = q[3 + j].sum / e;
+        res->energy_in_top[j] = share < 1 ? share : 1;
+    }
+    return 0;
 }
 
 sresid_status sresid_sparsity(const float *x, int64_t rows, int64_t cols, int64_t ld,
@@ -234,138 +238,42 @@ sresid_status sresid_sparsity(const float *x, int64_t rows, int64_t cols, int64_
                                   .elements_for_energy = {NAN, NAN, NAN},
                                   .hoyer = NAN,
                                   .energy_in_top = {NAN, NAN, NAN}};
-    uint64_t *count = calloc(NBUCKET + ZERO_SLOTS, sizeof *count);
-    double *energy = calloc(NBUCKET + ZERO_SLOTS, sizeof *energy);
+    uint64_t *count = calloc(NHI + ZERO_SLOTS, sizeof *count);
+    double *energy = calloc(NHI + ZERO_SLOTS, sizeof *energy);
     if (!count || !energy) {
         free(count);
         free(energy);
         return sresid__fail(SRESID_ERR_NOMEM, "%s: no memory", what);
     }
 
-    /* pass 1: buckets and totals */
+    /* pass 1 */
     double l1s[4] = {0, 0, 0, 0};
-    if (ld == cols || rows == 1)
-        bucket_run(x, rows * cols, count, energy, l1s);
-    else
-        for (int64_t r = 0; r < rows; r++)
-            bucket_run(x + r * ld, cols, count, energy, l1s);
+    if (rows > 0 && cols > 0) {
+        if (ld == cols || rows == 1)
+            bucket_run(x, rows * cols, count, energy, l1s);
+        else
+            for (int64_t r = 0; r < rows; r++)
+                bucket_run(x + r * ld, cols, count, energy, l1s);
+    }
     uint64_t n = 0;
     double e = 0, l1 = (l1s[0] + l1s[1]) + (l1s[2] + l1s[3]);
-    for (uint32_t b = 0; b < NBUCKET; b++) {
+    for (uint32_t b = 0; b < NHI; b++) {
         n += count[b];
         e += energy[b];
     }
-    for (uint32_t z = NBUCKET; z < NBUCKET + ZERO_SLOTS; z++)
+    for (uint32_t z = NHI; z < NHI + ZERO_SLOTS; z++)
         n += count[z];
 
     if (e > 0) {
-        static const double targets[3] = {0.5, 0.9, 0.99};
-        static const unsigned pcts[3] = {1, 10, 50};
-        query q[NQUERY];
-        for (int j = 0; j < 3; j++) {
-            q[j] = (query){.energy = true, .target = targets[j] * e, .k = n};
-            q[3 + j] = (query){.energy = false, .k = top_count(n, pcts[j]), .sum = e};
-        }
-        /* walk down the buckets: each query's bucket and what lies above it */
-        uint32_t qb[NQUERY];
-        uint64_t qk0[NQUERY];
-        double qacc[NQUERY];
-        unsigned open = (1u << NQUERY) - 1;
-        uint64_t above = 0;
-        double acc = 0;
-        for (uint32_t b = NBUCKET; b-- > 0 && open;) {
-            if (!count[b])
-                continue;
-            for (int j = 0; j < NQUERY; j++) {
-                bool here = q[j].energy ? acc + energy[b] >= q[j].target
-                                        : above + count[b] >= q[j].k;
-                if ((open & (1u << j)) && here) {
-                    qb[j] = b;
-                    qk0[j] = above;
-                    qacc[j] = acc;
-                    open &= ~(1u << j);
-                }
-            }
-            above += count[b];
-            acc += energy[b];
-        }
-        /* below the buckets are the zeros: they add to counts, not to
-         * energy (an energy target still open was kept out of reach by
-         * rounding: all the non-zero values are needed) */
-        for (int j = 0; j < NQUERY; j++)
-            if (open & (1u << j)) {
-                qb[j] = UINT32_MAX;
-                if (q[j].energy)
-                    q[j].k = above;
-                else
-                    q[j].sum = acc;
-            }
-
-        /* pass 2: copy out the values of the queries' buckets */
-        int32_t *slot = malloc(NBUCKET * sizeof *slot);
-        uint32_t used[NQUERY];
-        size_t off[NQUERY + 1], fill[NQUERY] = {0};
-        int nused = 0;
-        if (!slot) {
+        if (figures(x, rows, cols, ld, n, count, energy, e, &res)) {
             free(count);
             free(energy);
             return sresid__fail(SRESID_ERR_NOMEM, "%s: no memory", what);
-        }
-        for (uint32_t b = 0; b < NBUCKET; b++)
-            slot[b] = -1;
-        off[0] = 0;
-        for (int j = 0; j < NQUERY; j++)
-            if (qb[j] != UINT32_MAX && slot[qb[j]] < 0) {
-                slot[qb[j]] = nused;
-                used[nused] = qb[j];
-                off[nused + 1] = off[nused] + count[qb[j]];
-                nused++;
-            }
-        float *v = off[nused] ? malloc(off[nused] * sizeof *v) : NULL;
-        if (off[nused] && !v) {
-            free(slot);
-            free(count);
-            free(energy);
-            return sresid__fail(SRESID_ERR_NOMEM, "%s: no memory for %zu values", what,
-                                off[nused]);
-        }
-        for (int64_t r = 0; r < rows; r++) {
-            const float *row = x + r * ld;
-            for (int64_t c = 0; c < cols; c++) {
-                float a = fabsf(row[c]);
-                if (a > 0 && a <= FLT_MAX) {
-                    int32_t k = slot[bucket_of(a)];
-                    if (k >= 0)
-                        v[off[k] + fill[k]++] = a;
-                }
-            }
-        }
-
-        /* finish inside each bucket, the queries that share it together */
-        sresid__rng g;
-        sresid__rng_seed(&g, SEED);
-        for (int k = 0; k < nused; k++) {
-            unsigned mask = 0;
-            int first = -1;
-            for (int j = 0; j < NQUERY; j++)
-                if (qb[j] == used[k]) {
-                    mask |= 1u << j;
-                    if (first < 0)
-                        first = j;
-                }
-            select_in(v + off[k], off[k + 1] - off[k], q, mask, qk0[first], qacc[first], &g);
-        }
-        for (int j = 0; j < 3; j++) {
-            res.elements_for_energy[j] = (double)q[j].k / (double)n;
-            double share = q[3 + j].sum / e;
-            res.energy_in_top[j] = share < 1 ? share : 1;
         }
         if (n >= 2) {
             double rn = sqrt((double)n);
             res.hoyer = (rn - l1 / sqrt(e)) / (rn - 1);
         }
-        free(v);
-        free(slot);
     }
     free(count);
     free(energy);

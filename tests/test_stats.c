@@ -532,7 +532,8 @@ START_TEST(histogram_matches_numpy_rule)
     const int trials = tu_quick() ? 10 : 40;
     for (int t = 0; t < trials; t++) {
         int32_t bins = 1 + (int32_t)(tu_rand_uniform(&seed) * (t % 3 == 0 ? 7 : 300));
-        double lo = (tu_rand_uniform(&seed) - 0.5) * 10, hi = lo + 0.01 + tu_rand_uniform(&seed) * 5;
+        double lo = (tu_rand_uniform(&seed) - 0.5) * 10;
+        double hi = lo + 0.01 + tu_rand_uniform(&seed) * 5;
         if (t % 5 == 0) { /* float-valued bounds, as a [min, max] range is */
             lo = (float)lo;
             hi = (float)hi;
@@ -570,8 +571,9 @@ START_TEST(histogram_matches_numpy_rule)
         }
         ck_assert_ok(sresid_histogram_counts(h, got, (size_t)bins));
         for (int32_t k = 0; k < bins; k++)
-            ck_assert_msg(got[k] == want[k], "trial %d, %d bins over [%.17g, %.17g]: bin %d has %llu, want %llu",
-                          t, (int)bins, lo, hi, (int)k, (unsigned long long)got[k],
+            ck_assert_msg(got[k] == want[k],
+                          "trial %d, %d bins over [%.17g, %.17g]: bin %d has %llu, want %llu", t,
+                          (int)bins, lo, hi, (int)k, (unsigned long long)got[k],
                           (unsigned long long)want[k]);
         ck_assert_uint_eq(sresid_histogram_outside(h), out);
         double bits;
@@ -1085,8 +1087,10 @@ START_TEST(correlation_matches_reference)
         for (size_t i = 0; i < n; i++) {
             x[i] = (float)(5.0 + tu_rand_normal(&seed));
             y[i] = (float)(-100.0 + 0.3 * x[i] + 0.2 * tu_rand_normal(&seed));
-            if (n > 100 && tu_rand_uniform(&seed) < 0.02)
-                (tu_rand_uniform(&seed) < 0.5 ? x : y)[i] = tu_rand_uniform(&seed) < 0.5 ? NAN : -INFINITY;
+            if (n > 100 && tu_rand_uniform(&seed) < 0.02) {
+                float bad = tu_rand_uniform(&seed) < 0.5 ? NAN : -INFINITY;
+                (tu_rand_uniform(&seed) < 0.5 ? x : y)[i] = bad;
+            }
         }
         double r;
         ck_assert_ok(sresid_correlation(x, y, n, &r));

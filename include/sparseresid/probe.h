@@ -41,7 +41,9 @@ typedef struct sresid_moments {
 
 /* Statistics read from a state. variance is the population variance m2/n;
  * skewness m3/n / (m2/n)^1.5; kurtosis the excess m4/n / (m2/n)^2 - 3 (as
- * scipy.stats.skew / kurtosis with their defaults). NaN when undefined. */
+ * scipy.stats.skew / kurtosis with their defaults). NaN when undefined: all
+ * figures (min and max too) for count == 0; skewness and kurtosis when the
+ * values are all equal (variance exactly 0 then). */
 typedef struct sresid_moment_stats {
     size_t size;
     uint64_t count;
@@ -79,15 +81,17 @@ typedef struct sresid_histogram sresid_histogram;
 SRESID_API sresid_status sresid_histogram_create(int32_t bins, double lo, double hi,
                                                  sresid_histogram **out);
 SRESID_API void sresid_histogram_free(sresid_histogram *h);
-/* Count the finite values of a matrix that fall in [lo, hi]; values outside
- * are counted apart (sresid_histogram_outside). Errors: INVALID_ARG. */
+/* Count the finite values of a matrix that fall in [lo, hi]; finite values
+ * outside are counted apart (sresid_histogram_outside); NaN and +-Inf are
+ * skipped and counted nowhere. Errors: INVALID_ARG. */
 SRESID_API sresid_status sresid_histogram_add(sresid_histogram *h, const float *x, int64_t rows,
                                               int64_t cols, int64_t ld);
 /* into += other; both must have the same bins, lo and hi.
  * Errors: INVALID_ARG, SHAPE (different binning). */
 SRESID_API sresid_status sresid_histogram_merge(sresid_histogram *into,
                                                 const sresid_histogram *other);
-/* Copy the bin counts into counts[0..n), n >= bins. Errors: INVALID_ARG, SHAPE. */
+/* Copy the bin counts into counts[0..bins) (n >= bins; nothing past bins is
+ * written). Errors: INVALID_ARG, SHAPE. */
 SRESID_API sresid_status sresid_histogram_counts(const sresid_histogram *h, uint64_t *counts,
                                                  size_t n);
 /* Values seen outside [lo, hi]; 0 for NULL. */
@@ -114,7 +118,7 @@ SRESID_API sresid_status sresid_entropy(const float *x, int64_t rows, int64_t co
  * (the library's generator, docs/probes.md) binned into bins bins over
  * their own [min, max]. Binning over [min, max] is affine-invariant, so this
  * equals the baseline for N(mean, variance) draws of any mean and variance.
- * NaN for count < 2. Errors: INVALID_ARG, NOMEM. */
+ * bins in [1, 1 << 24]. NaN for count < 2. Errors: INVALID_ARG, NOMEM. */
 SRESID_API sresid_status sresid_entropy_random(uint64_t count, int32_t bins, uint64_t seed,
                                                double *bits);
 
