@@ -456,7 +456,7 @@ START_TEST(file_shrinks_after_open)
     ck_assert_ok(sresid_model_create(NULL, &m));
     const size_t n = 100000;
     uint16_t *h = calloc(n, sizeof *h);
-    float *out = malloc(n * sizeof *out);
+    float *out = calloc(n, sizeof *out);
     const int64_t s[1] = {(int64_t)n};
     ck_assert_ok(sresid_model_add_tensor(m, "w", SRESID_DTYPE_F32, 1, s, out, n * 4, SRESID_ADD_BORROW));
     ck_assert_ok(sresid_model_add_tensor(m, "h", SRESID_DTYPE_BF16, 1, s, h, n * 2, 0));
