@@ -108,7 +108,7 @@ build/check_sparseresid_asan: $(TEST_SRC) tests/testutil.h $(LIB_SRC) $(HEADERS)
 
 check: check-unit check-asan check-valgrind check-headers check-abi check-pkgconfig \
        check-tools check-python
-	@echo "check: all groups passed"
+	@echo "check: 8 passed, 0 failed"   # the eight groups above; make stops at a failed one
 
 check-unit: build/check_sparseresid
 	SRESID_TEST_DIR=tests ./build/check_sparseresid
