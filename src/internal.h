@@ -30,6 +30,25 @@ sresid_status sresid__check_matrix(const float *x, int64_t rows, int64_t cols, i
 /* True when every element of the matrix is finite. */
 bool sresid__all_finite(const float *x, int64_t rows, int64_t cols, int64_t ld);
 
+/* ---- hashing ---- */
+/* splitmix64's output function applied to z + golden ratio: a bijection that
+ * spreads every input bit (seeds, hash finishing). */
+static inline uint64_t sresid__mix64(uint64_t z)
+{
+    z += 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+/* FNV-1a of a string (tensor-name lookup, per-tensor seeds). */
+static inline uint64_t sresid__fnv1a(const char *s)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
+    return h;
+}
+
 /* ---- random numbers (rng.c) ---- */
 typedef struct sresid__rng {
     uint64_t s[4];

@@ -54,19 +54,11 @@ bool sresid__utf8_valid(const char *s, size_t len)
     return true;
 }
 
-static uint64_t name_hash(const char *s)
-{
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
-
 /* Slot holding name, or the empty slot where it would go. */
 static size_t *hash_slot(const sresid_model *m, const char *name)
 {
     size_t mask = m->hash_cap - 1;
-    for (size_t i = name_hash(name) & mask;; i = (i + 1) & mask) {
+    for (size_t i = sresid__fnv1a(name) & mask;; i = (i + 1) & mask) {
         size_t *slot = &m->hash[i];
         if (*slot == 0 || strcmp(m->tensors[*slot - 1].name, name) == 0)
             return slot;

@@ -79,31 +79,15 @@ struct sresid_report {
 
 /* ---- seeds ---- */
 
-/* The splitmix64 finaliser: a bijection that spreads every input bit. */
-static uint64_t mix64(uint64_t z)
-{
-    z += 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-/* FNV-1a: a tensor's seed follows its name, not its position, so filtering
+/* A tensor's seed follows its name (FNV-1a), not its position, so filtering
  * or reordering tensors does not change any other tensor's figures. */
-static uint64_t hash_str(const char *s)
-{
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
-    return h;
-}
 
 /* Per-probe streams (docs/probes.md, "Seeds"). */
 enum { SEED_ENTROPY = 1, SEED_KMEANS = 2, SEED_NULL_PR = 3, SEED_NULL_LOWFREQ = 4 };
 
 static uint64_t sub_seed(uint64_t base, int which)
 {
-    return mix64(base + (uint64_t)which);
+    return sresid__mix64(base + (uint64_t)which);
 }
 
 /* Every entropy baseline of a run draws from one fixed seed, so it depends
@@ -111,7 +95,7 @@ static uint64_t sub_seed(uint64_t base, int which)
  * one computation. */
 static uint64_t baseline_seed(uint64_t seed)
 {
-    return sub_seed(mix64(seed), SEED_ENTROPY);
+    return sub_seed(sresid__mix64(seed), SEED_ENTROPY);
 }
 
 /* ---- options ---- */
@@ -656,7 +640,7 @@ static sresid_status add_tensor(sresid_report *r, const sresid_tensor_info *info
     t->numel = info->numel;
     t->src = src;
     t->layer_slot = SIZE_MAX;
-    t->seed = mix64(r->o.seed ^ hash_str(info->name));
+    t->seed = sresid__mix64(r->o.seed ^ sresid__fnv1a(info->name));
     sresid_tensor_report *f = &t->fig;
     f->size = sizeof *f;
     f->name = t->name;

@@ -5,18 +5,11 @@
 
 #include "internal.h"
 
-static uint64_t splitmix64(uint64_t *x)
-{
-    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 void sresid__rng_seed(sresid__rng *r, uint64_t seed)
 {
-    for (int i = 0; i < 4; i++)
-        r->s[i] = splitmix64(&seed);
+    /* splitmix64: the state advances by the golden ratio, each output mixed */
+    for (int i = 0; i < 4; i++, seed += 0x9E3779B97F4A7C15ull)
+        r->s[i] = sresid__mix64(seed);
     r->spare_valid = 0;
 }
 
