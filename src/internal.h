@@ -184,6 +184,23 @@ bool sresid__report_stats(const sresid_report *r, int what, size_t i, sresid_mom
 size_t sresid__report_skipped(const sresid_report *r, size_t i, const char **name,
                               const char **why);
 
+/* ---- output files (atomic_file.c) ---- */
+typedef struct sresid__afile {
+    const char *path; /* the target, borrowed */
+    char *tmp;        /* the temporary file beside it */
+    int fd;
+    int failed;       /* errno of the first failed write, or 0 */
+} sresid__afile;
+#define SRESID__AFILE_NO_CLOBBER 0x1u /* fail with IO if the target exists */
+/* Create the temporary file (mode 0644). IO, NOMEM. */
+sresid_status sresid__afile_open(sresid__afile *f, const char *path);
+/* Append bytes; false once any write has failed (the error is kept). */
+bool sresid__afile_write(sresid__afile *f, const void *buf, size_t len);
+/* Finish: with st == OK and every write done, fsync and move the file into
+ * place (rename, or link under NO_CLOBBER); otherwise, or on any failure,
+ * remove it. Returns st, or the IO error of this step. */
+sresid_status sresid__afile_close(sresid__afile *f, sresid_status st, uint32_t flags);
+
 /* ---- safetensors (safetensors.c) ---- */
 /* Map one file and append its tensors and metadata to m. */
 sresid_status sresid__st_open_file(sresid_model *m, const char *path);

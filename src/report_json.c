@@ -1,15 +1,11 @@
 /* The report as JSON (schema: docs/report.md, docs/report.schema.json).
  * Built with Jansson from the report's accessors; every figure that is NaN
  * or infinite is written as null, integers stay integers. */
-#include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "internal.h"
 
@@ -417,20 +413,6 @@ sresid_status sresid_report_json(const sresid_report *r, uint32_t flags, char **
     return dump(r, flags, "sresid_report_json", json);
 }
 
-static bool write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return false;
-        p += w;
-        n -= (size_t)w;
-    }
-    return true;
-}
-
 sresid_status sresid_report_save_json(const sresid_report *r, uint32_t flags, const char *path)
 {
     static const char what[] = "sresid_report_save_json";
@@ -441,32 +423,13 @@ sresid_status sresid_report_save_json(const sresid_report *r, uint32_t flags, co
     if (st)
         return st;
     /* a temporary file beside path, renamed over it: never a partial file */
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 16);
-    if (!tmp) {
-        free(text);
-        return sresid__fail(SRESID_ERR_NOMEM, "%s: out of memory", path);
+    sresid__afile f;
+    st = sresid__afile_open(&f, path);
+    if (!st) {
+        sresid__afile_write(&f, text, strlen(text));
+        sresid__afile_write(&f, "\n", 1);
+        st = sresid__afile_close(&f, SRESID_OK, 0);
     }
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp-XXXXXX", 12);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        st = sresid__fail(SRESID_ERR_IO, "%s: cannot create a temporary file: %s", path,
-                          strerror(errno));
-    } else {
-        bool ok = fchmod(fd, 0644) == 0 && write_all(fd, text, strlen(text)) &&
-                  write_all(fd, "\n", 1) && fsync(fd) == 0;
-        int e = errno;
-        ok = close(fd) == 0 && ok;
-        if (!ok)
-            st = sresid__fail(SRESID_ERR_IO, "%s: write failed: %s", path, strerror(e));
-        else if (rename(tmp, path) != 0)
-            st = sresid__fail(SRESID_ERR_IO, "%s: cannot rename the temporary file: %s", path,
-                              strerror(errno));
-        if (st)
-            unlink(tmp);
-    }
-    free(tmp);
     free(text);
     return st;
 }

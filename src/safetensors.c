@@ -284,21 +284,6 @@ static int cmp_save_order(const void *a, const void *b)
     return strcmp(x->name, y->name);
 }
 
-static bool write_all(int fd, const void *buf, size_t len)
-{
-    const unsigned char *p = buf;
-    while (len) {
-        ssize_t w = write(fd, p, len > ((size_t)1 << 30) ? ((size_t)1 << 30) : len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return false;
-        p += w;
-        len -= (size_t)w;
-    }
-    return true;
-}
-
 static char *build_header(const sresid_model *m, const sresid__tensor **order, size_t *hlen)
 {
     json_t *root = json_object();
@@ -359,68 +344,38 @@ sresid_status sresid__st_save(const sresid_model *m, const char *path, uint32_t 
         return sresid__fail(SRESID_ERR_NOMEM, "%s: cannot build the header", path);
     }
 
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 16);
-    sresid_status st = SRESID_OK;
-    int fd = -1;
-    if (!tmp) {
-        st = sresid__fail(SRESID_ERR_NOMEM, "%s: out of memory", path);
+    sresid__afile f;
+    sresid_status st = sresid__afile_open(&f, path);
+    if (st)
         goto out;
-    }
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp-XXXXXX", 12);
-    fd = mkstemp(tmp);
-    if (fd < 0) {
-        st = sresid__fail(SRESID_ERR_IO, "%s: cannot create a temporary file: %s", path,
-                          strerror(errno));
-        goto out;
-    }
     unsigned char lenbuf[8];
     for (int i = 0; i < 8; i++)
         lenbuf[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
-    bool ok = fchmod(fd, 0644) == 0 && write_all(fd, lenbuf, 8) && write_all(fd, header, hlen);
+    sresid__afile_write(&f, lenbuf, 8);
+    sresid__afile_write(&f, header, hlen);
     /* Opened tensors are copied with pread through a bounce buffer: nothing
      * of the source stays resident and a source file that shrank is an IO
      * error, not a fault. */
     size_t bounce_len = (size_t)1 << 20;
-    unsigned char *bounce = ok ? malloc(bounce_len) : NULL;
-    ok = ok && bounce;
-    int e = ok ? 0 : errno;
-    for (size_t i = 0; ok && !st && i < m->count; i++) {
+    unsigned char *bounce = malloc(bounce_len);
+    if (!bounce)
+        st = sresid__fail(SRESID_ERR_NOMEM, "%s: out of memory", path);
+    for (size_t i = 0; !st && !f.failed && i < m->count; i++) {
         const sresid__tensor *t = order[i];
         if (t->file < 0) {
-            ok = write_all(fd, t->data, (size_t)t->nbytes);
+            sresid__afile_write(&f, t->data, (size_t)t->nbytes);
             continue;
         }
-        for (uint64_t off = 0; ok && off < t->nbytes; off += bounce_len) {
+        for (uint64_t off = 0; !st && off < t->nbytes; off += bounce_len) {
             size_t k = t->nbytes - off < bounce_len ? (size_t)(t->nbytes - off) : bounce_len;
-            if ((st = sresid__tensor_bytes(m, t, off, bounce, k)))
+            st = sresid__tensor_bytes(m, t, off, bounce, k);
+            if (!st && !sresid__afile_write(&f, bounce, k))
                 break;
-            ok = write_all(fd, bounce, k);
         }
     }
     free(bounce);
-    if (ok && !st)
-        ok = fsync(fd) == 0;
-    if (!ok && !e)
-        e = errno;
-    ok = close(fd) == 0 && ok;
-    /* a failed read of a source tensor already set st and its message */
-    if (!st && !ok) {
-        st = sresid__fail(SRESID_ERR_IO, "%s: write failed: %s", path, strerror(e));
-    } else if (!st && (flags & SRESID_SAVE_NO_CLOBBER)) {
-        /* link() fails if path exists: no window for a race */
-        if (link(tmp, path) != 0)
-            st = sresid__fail(SRESID_ERR_IO, "%s: %s", path,
-                              errno == EEXIST ? "already exists" : strerror(errno));
-    } else if (!st && rename(tmp, path) != 0) {
-        st = sresid__fail(SRESID_ERR_IO, "%s: cannot rename the temporary file: %s", path,
-                          strerror(errno));
-    }
-    if (st || (flags & SRESID_SAVE_NO_CLOBBER))
-        unlink(tmp);
+    st = sresid__afile_close(&f, st, (flags & SRESID_SAVE_NO_CLOBBER) ? SRESID__AFILE_NO_CLOBBER : 0);
 out:
-    free(tmp);
     free(header);
     free(order);
     return st;
