@@ -33,16 +33,7 @@
 #define LANE_MAX_BINS 16384 /* above this, one copy (repeats are rarer, memory counts) */
 #define DEFAULT_BINS 100
 
-/* AVX-512 kernels chosen at run time; the portable ones are compiled for
- * AVX2 and the baseline and picked at load time (see moments.c). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(SRESID_NO_SIMD)
-#define HAVE_AVX512 1
-#define CLONES __attribute__((target_clones("avx2", "default")))
-#include <immintrin.h>
-#else
-#define HAVE_AVX512 0
-#define CLONES
-#endif
+#include "simd.h" /* AVX-512 or portable vector kernels */
 
 typedef float v4f __attribute__((vector_size(16)));
 typedef int32_t v4si __attribute__((vector_size(16)));

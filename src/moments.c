@@ -14,20 +14,8 @@
 #define BLOCK 4096      /* floats per block: 16 KiB, fits L1 with room to spare */
 #define MIN_DIRECT 256  /* shorter runs are gathered rather than summarised alone */
 
-/* The block kernel. On x86-64 with GCC or clang there is an AVX-512 version
- * written with intrinsics (GCC 12 lowers the portable vector code below
- * poorly for 512-bit float-to-double conversions and has no FMA in ISO C
- * mode), chosen at run time; the portable version is compiled for AVX2 and
- * the baseline and picked at load time (function multiversioning, glibc
- * ifunc). Valgrind's CPU has no AVX-512, so it runs the portable one. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(SRESID_NO_SIMD)
-#define HAVE_AVX512 1
-#define CLONES __attribute__((target_clones("avx2", "default")))
-#include <immintrin.h>
-#else
-#define HAVE_AVX512 0
-#define CLONES
-#endif
+/* The block kernel: AVX-512 or portable vector code, see simd.h. */
+#include "simd.h"
 
 /* GCC/clang vector extensions: the compiler maps them onto whatever vector
  * width the clone targets (16-byte float vectors stay native on SSE2, where
