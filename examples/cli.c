@@ -114,3 +114,74 @@ char *sr_cli_xfmt(const char *prog, const char *fmt, ...)
     va_end(ap);
     return s;
 }
+
+void sr_cli_table_put(sr_cli_table *t, char *s)
+{
+    if (t->n == t->cap) {
+        size_t cap = t->cap ? 2 * t->cap : 64;
+        char **c = realloc(t->cells, cap * sizeof *c);
+        if (!c) {
+            fprintf(stderr, "%s: out of memory\n", t->prog ? t->prog : "sr");
+            exit(1);
+        }
+        t->cells = c;
+        t->cap = cap;
+    }
+    t->cells[t->n++] = s;
+}
+
+void sr_cli_table_row(sr_cli_table *t, ...)
+{
+    va_list ap;
+    va_start(ap, t);
+    for (size_t c = 0; c < t->ncols; c++)
+        sr_cli_table_put(t, va_arg(ap, char *));
+    va_end(ap);
+}
+
+/* Columns are counted in code points, so UTF-8 names line up. */
+static size_t width_of(const char *s)
+{
+    size_t w = 0;
+    for (; *s; s++)
+        w += ((unsigned char)*s & 0xC0) != 0x80;
+    return w;
+}
+
+void sr_cli_put_clean(const char *s)
+{
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        putchar(c < 0x20 || c == 0x7f ? '?' : c);
+    }
+}
+
+void sr_cli_table_print(sr_cli_table *t)
+{
+    size_t *w = sr_cli_xmalloc(t->prog ? t->prog : "sr", t->ncols * sizeof *w);
+    for (size_t c = 0; c < t->ncols; c++)
+        w[c] = 0;
+    for (size_t i = 0; i < t->n; i++) {
+        size_t cw = width_of(t->cells[i]);
+        if (cw > w[i % t->ncols])
+            w[i % t->ncols] = cw;
+    }
+    for (size_t i = 0; i < t->n; i++) {
+        size_t c = i % t->ncols, pad = w[c] - width_of(t->cells[i]);
+        int last = c + 1 == t->ncols;
+        if (c == 0 && t->indent)
+            fputs(t->indent, stdout);
+        if (t->right[c] == 'r')
+            printf("%*s", (int)pad, "");
+        sr_cli_put_clean(t->cells[i]);
+        if (t->right[c] != 'r' && !last)
+            printf("%*s", (int)pad, "");
+        fputs(last ? "\n" : "  ", stdout);
+    }
+    for (size_t i = 0; i < t->n; i++)
+        free(t->cells[i]);
+    free(t->cells);
+    free(w);
+    t->cells = NULL;
+    t->n = t->cap = 0;
+}

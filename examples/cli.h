@@ -30,4 +30,25 @@ const char *sr_cli_prog(const char *argv0);
 void *sr_cli_xmalloc(const char *prog, size_t n);
 char *sr_cli_xfmt(const char *prog, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Text tables: cells collected row by row, then printed with aligned columns
+ * (widths in UTF-8 code points; control bytes shown as '?'). */
+typedef struct sr_cli_table {
+    size_t ncols;
+    const char *right; /* per column: 'r' right-aligned, else left */
+    const char *indent; /* printed before each row; NULL for none */
+    const char *prog;  /* for the out-of-memory message */
+    char **cells;
+    size_t n, cap;
+} sr_cli_table;
+
+/* Write s to stdout with control bytes shown as '?' (a name may hold one). */
+void sr_cli_put_clean(const char *s);
+
+/* Append a cell; takes ownership of s (malloc'd). */
+void sr_cli_table_put(sr_cli_table *t, char *s);
+/* Append a whole row of t->ncols cells (char *, owned as above). */
+void sr_cli_table_row(sr_cli_table *t, ...);
+/* Print to stdout and free the cells; the table can be filled again. */
+void sr_cli_table_print(sr_cli_table *t);
+
 #endif /* SR_CLI_H */

@@ -144,72 +144,6 @@ static void json_print(json_t *root)
     json_decref(root);
 }
 
-/* ---- text tables: cells collected, then printed with aligned columns ---- */
-
-typedef struct table {
-    size_t ncols;
-    const char *right; /* per column: 'r' right-aligned, else left */
-    char **cells;
-    size_t n, cap;
-} table;
-
-/* Takes ownership of s. */
-static void table_put(table *t, char *s)
-{
-    if (t->n == t->cap) {
-        size_t cap = t->cap ? 2 * t->cap : 64;
-        char **c = realloc(t->cells, cap * sizeof *c);
-        if (!c)
-            die_nomem();
-        t->cells = c;
-        t->cap = cap;
-    }
-    t->cells[t->n++] = s;
-}
-
-/* Columns are counted in code points, so UTF-8 names line up. */
-static size_t width_of(const char *s)
-{
-    size_t w = 0;
-    for (; *s; s++)
-        w += ((unsigned char)*s & 0xC0) != 0x80;
-    return w;
-}
-
-/* Control bytes would break the layout. */
-static void put_clean(const char *s)
-{
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        putchar(c < 0x20 || c == 0x7f ? '?' : c);
-    }
-}
-
-static void table_print(table *t)
-{
-    size_t *w = xmalloc(t->ncols * sizeof *w);
-    for (size_t c = 0; c < t->ncols; c++)
-        w[c] = 0;
-    for (size_t i = 0; i < t->n; i++) {
-        size_t cw = width_of(t->cells[i]);
-        if (cw > w[i % t->ncols])
-            w[i % t->ncols] = cw;
-    }
-    for (size_t i = 0; i < t->n; i++) {
-        size_t c = i % t->ncols, pad = w[c] - width_of(t->cells[i]);
-        int last = c + 1 == t->ncols;
-        if (t->right[c] == 'r')
-            printf("%*s", (int)pad, "");
-        put_clean(t->cells[i]);
-        if (t->right[c] != 'r' && !last)
-            printf("%*s", (int)pad, "");
-        fputs(last ? "\n" : "  ", stdout);
-    }
-    for (size_t i = 0; i < t->n; i++)
-        free(t->cells[i]);
-    free(t->cells);
-    free(w);
-}
 
 /* ---- models ---- */
 
@@ -318,23 +252,23 @@ static void run_one(const char *path, int json, int32_t layout)
         json_print(root);
     } else {
         printf("%s: %zu tensors, %llu elements\n", path, n, (unsigned long long)total);
-        table t = { .ncols = 8, .right = "lllllrlr" };
+        sr_cli_table t = { .ncols = 8, .right = "lllllrlr", .prog = prog};
         const char *head[] = { "name", "dtype", "shape", "matrix", "kind", "layer", "role",
                                "norm" };
         for (size_t c = 0; c < 8; c++)
-            table_put(&t, xfmt("%s", head[c]));
+            sr_cli_table_put(&t, xfmt("%s", head[c]));
         for (size_t i = 0; i < n; i++) {
             tensor_info(m, i, path, &info);
-            table_put(&t, xfmt("%s", info.name));
-            table_put(&t, xfmt("%s", dtype_str(info.dtype)));
-            table_put(&t, shape_str(info.shape, info.ndim));
-            table_put(&t, xfmt("%lldx%lld", (long long)info.rows, (long long)info.cols));
-            table_put(&t, xfmt("%s", kind_str(info.kind)));
-            table_put(&t, info.layer < 0 ? xfmt("-") : xfmt("%d", (int)info.layer));
-            table_put(&t, xfmt("%s", info.role));
-            table_put(&t, num_str(norm[i]));
+            sr_cli_table_put(&t, xfmt("%s", info.name));
+            sr_cli_table_put(&t, xfmt("%s", dtype_str(info.dtype)));
+            sr_cli_table_put(&t, shape_str(info.shape, info.ndim));
+            sr_cli_table_put(&t, xfmt("%lldx%lld", (long long)info.rows, (long long)info.cols));
+            sr_cli_table_put(&t, xfmt("%s", kind_str(info.kind)));
+            sr_cli_table_put(&t, info.layer < 0 ? xfmt("-") : xfmt("%d", (int)info.layer));
+            sr_cli_table_put(&t, xfmt("%s", info.role));
+            sr_cli_table_put(&t, num_str(norm[i]));
         }
-        table_print(&t);
+        sr_cli_table_print(&t);
         if (nmeta)
             printf("metadata (%zu):\n", nmeta);
         for (size_t i = 0; i < nmeta; i++) {
@@ -343,9 +277,9 @@ static void run_one(const char *path, int json, int32_t layout)
             if (st != SRESID_OK)
                 sr_cli_die(prog, path, st);
             fputs("  ", stdout);
-            put_clean(k);
+            sr_cli_put_clean(k);
             fputs(" = ", stdout);
-            put_clean(v);
+            sr_cli_put_clean(v);
             fputc('\n', stdout);
         }
     }
@@ -372,12 +306,12 @@ static void jset_norms(json_t *obj, const sresid_norms *nm)
     jset(obj, "relative", jnum(nm->relative));
 }
 
-static void put_norms(table *t, const sresid_norms *nm)
+static void put_norms(sr_cli_table *t, const sresid_norms *nm)
 {
-    table_put(t, num_str(nm->base));
-    table_put(t, num_str(nm->trained));
-    table_put(t, num_str(nm->residual));
-    table_put(t, isfinite(nm->relative) ? xfmt("%.6f", nm->relative) : xfmt("-"));
+    sr_cli_table_put(t, num_str(nm->base));
+    sr_cli_table_put(t, num_str(nm->trained));
+    sr_cli_table_put(t, num_str(nm->residual));
+    sr_cli_table_put(t, isfinite(nm->relative) ? xfmt("%.6f", nm->relative) : xfmt("-"));
 }
 
 /* Facts of a tensor by name; 0 when the model lacks it. */
@@ -433,7 +367,7 @@ static void run_pair(const char *bpath, const char *tpath, int json, int strict,
     sresid_tensor_info info, tinfo;
     sresid_norms nm, all;
     json_t *root = NULL, *pairs = NULL, *unpaired = NULL;
-    table t = { .ncols = 8, .right = "llrlrrrr" };
+    sr_cli_table t = { .ncols = 8, .right = "llrlrrrr", .prog = prog};
 
     if (json) {
         root = jnew(json_object());
@@ -446,7 +380,7 @@ static void run_pair(const char *bpath, const char *tpath, int json, int strict,
         const char *head[] = { "name",    "kind",      "layer", "shape",
                                "|base|", "|trained|", "|R|",   "|R|/|base|" };
         for (size_t c = 0; c < 8; c++)
-            table_put(&t, xfmt("%s", head[c]));
+            sr_cli_table_put(&t, xfmt("%s", head[c]));
     }
 
     for (size_t i = 0; i < np; i++) {
@@ -465,10 +399,10 @@ static void run_pair(const char *bpath, const char *tpath, int json, int strict,
             jset_norms(p, &nm);
             jpush(pairs, p);
         } else {
-            table_put(&t, xfmt("%s", info.name));
-            table_put(&t, xfmt("%s", kind_str(info.kind)));
-            table_put(&t, info.layer < 0 ? xfmt("-") : xfmt("%d", (int)info.layer));
-            table_put(&t, shape_str(info.shape, info.ndim));
+            sr_cli_table_put(&t, xfmt("%s", info.name));
+            sr_cli_table_put(&t, xfmt("%s", kind_str(info.kind)));
+            sr_cli_table_put(&t, info.layer < 0 ? xfmt("-") : xfmt("%d", (int)info.layer));
+            sr_cli_table_put(&t, shape_str(info.shape, info.ndim));
             put_norms(&t, &nm);
         }
     }
@@ -480,16 +414,16 @@ static void run_pair(const char *bpath, const char *tpath, int json, int strict,
         jset(root, "pairs", pairs);
         jset(root, "total", tot);
     } else {
-        table_put(&t, xfmt("all %zu pairs", np));
-        table_put(&t, xfmt("%s", ""));
-        table_put(&t, xfmt("%s", ""));
-        table_put(&t, xfmt("%s", ""));
+        sr_cli_table_put(&t, xfmt("all %zu pairs", np));
+        sr_cli_table_put(&t, xfmt("%s", ""));
+        sr_cli_table_put(&t, xfmt("%s", ""));
+        sr_cli_table_put(&t, xfmt("%s", ""));
         put_norms(&t, &all);
-        table_print(&t);
+        sr_cli_table_print(&t);
         printf("unpaired (%zu)%s\n", nu, nu ? ":" : "");
     }
 
-    table ut = { .ncols = 2, .right = "ll" };
+    sr_cli_table ut = { .ncols = 2, .right = "ll", .prog = prog};
     for (size_t i = 0; i < nu; i++) {
         const char *name = NULL;
         int32_t reason = 0;
@@ -508,15 +442,15 @@ static void run_pair(const char *bpath, const char *tpath, int json, int strict,
             jpush(unpaired, u);
             free(why);
         } else {
-            table_put(&ut, xfmt("  %s", name));
-            table_put(&ut, why);
+            sr_cli_table_put(&ut, xfmt("  %s", name));
+            sr_cli_table_put(&ut, why);
         }
     }
     if (json) {
         jset(root, "unpaired", unpaired);
         json_print(root);
     } else {
-        table_print(&ut);
+        sr_cli_table_print(&ut);
     }
 
     free(what);

@@ -71,12 +71,6 @@ static _Noreturn void bad_usage(const char *fmt, ...)
     exit(2);
 }
 
-static _Noreturn void die_nomem(void)
-{
-    fprintf(stderr, "%s: out of memory\n", prog);
-    exit(1);
-}
-
 static void *xmalloc(size_t n)
 {
     return sr_cli_xmalloc(prog, n);
@@ -224,81 +218,6 @@ static void on_progress(void *user, size_t done, size_t total, const char *name)
     b->drawn = 1;
 }
 
-/* ---- text tables: cells collected, then printed with aligned columns ---- */
-
-typedef struct table {
-    size_t ncols;
-    const char *right; /* per column: 'r' right-aligned, else left */
-    char **cells;
-    size_t n, cap;
-} table;
-
-static void table_put(table *t, char *s)
-{
-    if (t->n == t->cap) {
-        size_t cap = t->cap ? 2 * t->cap : 64;
-        char **c = realloc(t->cells, cap * sizeof *c);
-        if (!c)
-            die_nomem();
-        t->cells = c;
-        t->cap = cap;
-    }
-    t->cells[t->n++] = s;
-}
-
-static void table_row(table *t, ...)
-{
-    va_list ap;
-    va_start(ap, t);
-    for (size_t c = 0; c < t->ncols; c++)
-        table_put(t, va_arg(ap, char *));
-    va_end(ap);
-}
-
-static size_t width_of(const char *s)
-{
-    size_t w = 0;
-    for (; *s; s++)
-        w += ((unsigned char)*s & 0xC0) != 0x80;
-    return w;
-}
-
-static void put_clean(const char *s)
-{
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        putchar(c < 0x20 || c == 0x7f ? '?' : c);
-    }
-}
-
-static void table_print(table *t)
-{
-    size_t *w = xmalloc(t->ncols * sizeof *w);
-    for (size_t c = 0; c < t->ncols; c++)
-        w[c] = 0;
-    for (size_t i = 0; i < t->n; i++) {
-        size_t cw = width_of(t->cells[i]);
-        if (cw > w[i % t->ncols])
-            w[i % t->ncols] = cw;
-    }
-    for (size_t i = 0; i < t->n; i++) {
-        size_t c = i % t->ncols, pad = w[c] - width_of(t->cells[i]);
-        int last = c + 1 == t->ncols;
-        fputs(c == 0 ? "  " : "", stdout);
-        if (t->right[c] == 'r')
-            printf("%*s", (int)pad, "");
-        put_clean(t->cells[i]);
-        if (t->right[c] != 'r' && !last)
-            printf("%*s", (int)pad, "");
-        fputs(last ? "\n" : "  ", stdout);
-    }
-    for (size_t i = 0; i < t->n; i++)
-        free(t->cells[i]);
-    free(t->cells);
-    free(w);
-    t->cells = NULL;
-    t->n = t->cap = 0;
-}
 
 /* A figure with fixed decimals, "-" when undefined. */
 static char *fig(double x, int decimals)
@@ -424,19 +343,19 @@ static void print_components(const view *v, uint32_t probes, int32_t bins)
            "   (Gaussian kurtosis: 0; entropy: %d bins over the group's range;\n"
            "    random: as many Gaussian draws)\n",
            (int)bins);
-    table t = {.ncols = 7, .right = "lrrrrrr"};
-    table_row(&t, xfmt("component"), xfmt("tensors"), xfmt("values"), xfmt("kurtosis"),
+    sr_cli_table t = {.ncols = 7, .right = "lrrrrrr", .indent = "  ", .prog = prog};
+    sr_cli_table_row(&t, xfmt("component"), xfmt("tensors"), xfmt("values"), xfmt("kurtosis"),
               xfmt("entropy bits"), xfmt("random bits"), xfmt("ratio"));
     for (size_t k = 0; k < sizeof group_order / sizeof group_order[0]; k++) {
         sresid_group_report g = group_of(v, group_order[k]);
         if (g.tensors == 0 && group_order[k] != SRESID_GROUP_ALL)
             continue;
-        table_row(&t, xfmt("%s", group_name(group_order[k])), count_str(g.tensors),
+        sr_cli_table_row(&t, xfmt("%s", group_name(group_order[k])), count_str(g.tensors),
                   count_str(g.count), fig(g.kurtosis, 2), fig(g.entropy_bits, 2),
                   fig(g.entropy_random_bits, 2),
                   pct(g.entropy_bits / g.entropy_random_bits, 0));
     }
-    table_print(&t);
+    sr_cli_table_print(&t);
     (void)probes;
 }
 
@@ -444,16 +363,16 @@ static void print_pr(const view *v)
 {
     printf("\n2. Mean participation ratio by component\n"
            "   (PR = (sum s^2)^2 / sum s^4 over singular values; matrices only)\n");
-    table t = {.ncols = 4, .right = "lrrr"};
-    table_row(&t, xfmt("component"), xfmt("matrices"), xfmt("mean PR"), xfmt("mean PR/min(m,n)"));
+    sr_cli_table t = {.ncols = 4, .right = "lrrr", .indent = "  ", .prog = prog};
+    sr_cli_table_row(&t, xfmt("component"), xfmt("matrices"), xfmt("mean PR"), xfmt("mean PR/min(m,n)"));
     for (size_t k = 0; k < sizeof group_order / sizeof group_order[0]; k++) {
         sresid_group_report g = group_of(v, group_order[k]);
         if (g.tensors == 0 && group_order[k] != SRESID_GROUP_ALL)
             continue;
-        table_row(&t, xfmt("%s", group_name(group_order[k])), count_str(g.matrices),
+        sr_cli_table_row(&t, xfmt("%s", group_name(group_order[k])), count_str(g.matrices),
                   fig(g.mean_pr, 1), fig(mean_over(v, group_order[k], get_prn, 0, NULL), 4));
     }
-    table_print(&t);
+    sr_cli_table_print(&t);
 }
 
 static void print_correlation(const view *v, uint32_t probes)
@@ -472,8 +391,8 @@ static void print_correlation(const view *v, uint32_t probes)
         printf("  only one layer\n");
         return;
     }
-    table t = {.ncols = 4, .right = "llrr"};
-    table_row(&t, xfmt("layers"), xfmt("%s", ""), xfmt("roles"), xfmt("mean r"));
+    sr_cli_table t = {.ncols = 4, .right = "llrr", .indent = "  ", .prog = prog};
+    sr_cli_table_row(&t, xfmt("layers"), xfmt("%s", ""), xfmt("roles"), xfmt("mean r"));
     double lo = INFINITY, hi = -INFINITY;
     for (size_t i = 0; i < nc; i++) {
         sresid_correlation_report c = {.size = sizeof c};
@@ -485,10 +404,10 @@ static void print_correlation(const view *v, uint32_t probes)
             lo = c.r < lo ? c.r : lo;
             hi = c.r > hi ? c.r : hi;
         }
-        table_row(&t, xfmt("%d-%d", (int)c.layer_a, (int)c.layer_b),
+        sr_cli_table_row(&t, xfmt("%d-%d", (int)c.layer_a, (int)c.layer_b),
                   xfmt("%s", last ? "first vs last" : ""), count_str(c.pairs), fig(c.r, 4));
     }
-    table_print(&t);
+    sr_cli_table_print(&t);
     if (isfinite(lo))
         printf("  adjacent pairs: r from %.4f to %.4f\n", lo, hi);
 }
@@ -501,64 +420,64 @@ static void print_layers(const view *v)
         printf("  no layer indices in tensor names\n");
         return;
     }
-    table t = {.ncols = 7, .right = "rrrrrrr"};
-    table_row(&t, xfmt("layer"), xfmt("tensors"), xfmt("values"), xfmt("kurtosis"),
+    sr_cli_table t = {.ncols = 7, .right = "rrrrrrr", .indent = "  ", .prog = prog};
+    sr_cli_table_row(&t, xfmt("layer"), xfmt("tensors"), xfmt("values"), xfmt("kurtosis"),
               xfmt("entropy bits"), xfmt("random bits"), xfmt("ratio"));
     for (size_t i = 0; i < nl; i++) {
         sresid_layer_report l = {.size = sizeof l};
         sresid_status st = sresid_report_layer(v->r, i, &l);
         if (st)
             sr_cli_die(prog, "report", st);
-        table_row(&t, xfmt("%d", (int)l.layer), count_str(l.tensors), count_str(l.count),
+        sr_cli_table_row(&t, xfmt("%d", (int)l.layer), count_str(l.tensors), count_str(l.count),
                   fig(l.kurtosis, 2), fig(l.entropy_bits, 2), fig(l.entropy_random_bits, 2),
                   pct(l.entropy_bits / l.entropy_random_bits, 0));
     }
-    table_print(&t);
+    sr_cli_table_print(&t);
 }
 
 static void print_lowfreq(const view *v, double band)
 {
     printf("\n5. Low-frequency power vs random (band f = %g, DC excluded; white noise: 1.00)\n",
            band);
-    table t = {.ncols = 3, .right = "lrr"};
-    table_row(&t, xfmt("component"), xfmt("matrices"), xfmt("mean ratio"));
+    sr_cli_table t = {.ncols = 3, .right = "lrr", .indent = "  ", .prog = prog};
+    sr_cli_table_row(&t, xfmt("component"), xfmt("matrices"), xfmt("mean ratio"));
     for (size_t k = 0; k < sizeof group_order / sizeof group_order[0]; k++) {
         int32_t g = group_order[k];
         if (group_of(v, g).tensors == 0 && g != SRESID_GROUP_ALL)
             continue;
         uint64_t used = 0;
         double m = mean_over(v, g, get_lowfreq, 0, &used);
-        table_row(&t, xfmt("%s", group_name(g)), count_str(used), fig(m, 2));
+        sr_cli_table_row(&t, xfmt("%s", group_name(g)), count_str(used), fig(m, 2));
     }
-    table_print(&t);
+    sr_cli_table_print(&t);
 }
 
 static void print_kmeans(const view *v)
 {
     printf("\n6. K-means explained variance (rows as points; mean over matrices;\n"
            "   random: a Gaussian matrix of the same shape and variance)\n");
-    table t = {.ncols = 5, .right = "rrrrr"};
-    table_row(&t, xfmt("K"), xfmt("matrices"), xfmt("explained"), xfmt("random"),
+    sr_cli_table t = {.ncols = 5, .right = "rrrrr", .indent = "  ", .prog = prog};
+    sr_cli_table_row(&t, xfmt("K"), xfmt("matrices"), xfmt("explained"), xfmt("random"),
               xfmt("difference"));
     for (size_t j = 0; j < v->nks; j++) {
         uint64_t used = 0;
         double e = mean_over(v, SRESID_GROUP_ALL, get_km, j, &used);
         double er = mean_over(v, SRESID_GROUP_ALL, get_km_random, j, NULL);
-        table_row(&t, xfmt("%d", (int)v->ks[j]), count_str(used), pct(e, 2), pct(er, 2),
+        sr_cli_table_row(&t, xfmt("%d", (int)v->ks[j]), count_str(used), pct(e, 2), pct(er, 2),
                   isfinite(e - er) ? xfmt("%+.2f pt", 100 * (e - er)) : xfmt("-"));
     }
-    table_print(&t);
+    sr_cli_table_print(&t);
 }
 
 static void print_tensors(const view *v)
 {
     printf("\nPer tensor\n");
-    table t = {.ncols = 10, .right = "llrlrrrrrr"};
-    table_row(&t, xfmt("name"), xfmt("kind"), xfmt("layer"), xfmt("matrix"), xfmt("kurtosis"),
+    sr_cli_table t = {.ncols = 10, .right = "llrlrrrrrr", .indent = "  ", .prog = prog};
+    sr_cli_table_row(&t, xfmt("name"), xfmt("kind"), xfmt("layer"), xfmt("matrix"), xfmt("kurtosis"),
               xfmt("entropy %%"), xfmt("PR"), xfmt("PR/min"), xfmt("low-freq"), xfmt("hoyer"));
     for (size_t i = 0; i < v->nt; i++) {
         const sresid_tensor_report *x = &v->t[i];
-        table_row(&t, xfmt("%s", x->name), xfmt("%s", sresid_kind_name(x->kind)),
+        sr_cli_table_row(&t, xfmt("%s", x->name), xfmt("%s", sresid_kind_name(x->kind)),
                   x->layer < 0 ? xfmt("-") : xfmt("%d", (int)x->layer),
                   x->is_matrix ? xfmt("%lldx%lld", (long long)x->rows, (long long)x->cols)
                                : xfmt("vector"),
@@ -566,7 +485,7 @@ static void print_tensors(const view *v)
                   fig(x->pr, 1), fig(x->pr_normalized, 3), fig(x->lowfreq_ratio, 2),
                   fig(x->hoyer, 3));
     }
-    table_print(&t);
+    sr_cli_table_print(&t);
 }
 
 /* ---- main ---- */
@@ -687,7 +606,7 @@ static void print_header(const args *a, const view *v, const sresid_report *r,
         if (sresid_residual_unpaired(res, i, &name, &reason) != SRESID_OK)
             continue;
         printf("left out: ");
-        put_clean(name);
+        sr_cli_put_clean(name);
         printf(" (%s)\n", reason == SRESID_UNPAIRED_BASE_ONLY      ? "only in base"
                           : reason == SRESID_UNPAIRED_TRAINED_ONLY ? "only in trained"
                           : reason == SRESID_UNPAIRED_SHAPE        ? "shapes differ"
