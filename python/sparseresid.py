@@ -497,12 +497,39 @@ def _model_opts(layout, flags=0):
     return _ModelOpts(size=ctypes.sizeof(_ModelOpts), layout=_layout_code(layout), flags=flags)
 
 
-class Model:
+class _Handle:
+    """A library handle in self._h, released by close(): context manager,
+    released when garbage-collected, and refused once closed."""
+
+    _h = None
+    _what = "handle"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown
+            pass
+
+    def _handle(self):
+        if self._h is None:
+            raise ValueError("%s is closed" % self._what)
+        return self._h
+
+
+class Model(_Handle):
     """A checkpoint: an ordered set of named tensors plus string metadata.
 
     Get one with Model.open(path) or Model.create(); release it with close()
     or a with-block (residuals built on it are closed first).
     """
+
+    _what = "model"
 
     def __init__(self, handle):
         if not handle:
@@ -535,26 +562,9 @@ class Model:
             _lib.sresid_model_free(self._h)
         self._h = None
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:  # interpreter shutdown
-            pass
-
     @property
     def closed(self):
         return self._h is None
-
-    def _handle(self):
-        if self._h is None:
-            raise ValueError("model is closed")
-        return self._h
 
     # -- tensors --
     def __len__(self):
@@ -736,11 +746,13 @@ def _check_out(out, dtype, count):
         raise ValueError("out holds %d elements, need %d" % (out.size, count))
 
 
-class Residual:
+class Residual(_Handle):
     """trained - base, paired by tensor name, computed lazily per tensor.
 
     Both models must stay open while the residual lives (closing one closes
     the residual first)."""
+
+    _what = "residual"
 
     def __init__(self, base, trained, skip_mismatched=False):
         if not isinstance(base, Model) or not isinstance(trained, Model):
@@ -764,23 +776,6 @@ class Residual:
             self._h = None
             for m in (self.base, self.trained):
                 m._residuals.discard(self)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
-
-    def _handle(self):
-        if self._h is None:
-            raise ValueError("residual is closed")
-        return self._h
 
     def __len__(self):
         return int(_lib.sresid_residual_count(self._handle()))
@@ -1009,11 +1004,13 @@ class Moments:
         return "<sparseresid.Moments count=%d mean=%g>" % (self._s.count, self._s.mean)
 
 
-class Histogram:
+class Histogram(_Handle):
     """bins equal bins over [lo, hi], as numpy.histogram(x.astype(np.float64),
     bins, range=(lo, hi)): the last bin is closed; finite values outside
     [lo, hi] are counted apart (outside()). Use as a context manager or
     close() it; it is freed on garbage collection too."""
+
+    _what = "histogram"
 
     def __init__(self, bins, lo, hi):
         self._h = None
@@ -1027,23 +1024,6 @@ class Histogram:
         if getattr(self, "_h", None) is not None:
             _lib.sresid_histogram_free(self._h)
             self._h = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
-
-    def _handle(self):
-        if self._h is None:
-            raise ValueError("histogram is closed")
-        return self._h
 
     def add(self, x):
         """Count the finite values of a float32 array. Returns self."""
@@ -1218,13 +1198,15 @@ GROUP_ALL = -1
 JSON_INDENT = 0x1
 
 
-class Report:
+class Report(_Handle):
     """The residual report (report.h) over a Residual or one Model.
 
     Options as in sresid_report_opts: probes (PROBE_* bits), kinds (list of kind
     names or a bit mask), bins, band, seed, ks, null_draws, threads,
     fail_nonfinite. The figures are read with json() (the documented JSON
     document as a dict) or the struct accessors tensor(i), group(g), layer(i)."""
+
+    _what = "report"
 
     def __init__(self, source, probes=0, kinds=0, bins=0, band=0.0, seed=0, ks=None,
                  null_draws=0, threads=0, fail_nonfinite=False):
@@ -1255,30 +1237,22 @@ class Report:
             _lib.sresid_report_free(self._h)
             self._h = None
 
-    __del__ = close
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
     def json(self):
         """The report as the JSON document of docs/report.md, parsed."""
         import json as _json
         text = c_void_p()
-        _check(_lib.sresid_report_json(self._h, 0, byref(text)))
+        _check(_lib.sresid_report_json(self._handle(), 0, byref(text)))
         try:
             return _json.loads(ctypes.string_at(text).decode("utf-8"))
         finally:
             _lib.sresid_free(text)
 
     def save_json(self, path, indent=True):
-        _check(_lib.sresid_report_save_json(self._h, JSON_INDENT if indent else 0,
+        _check(_lib.sresid_report_save_json(self._handle(), JSON_INDENT if indent else 0,
                                             _bytes(path, "path")))
 
     def __len__(self):
-        return int(_lib.sresid_report_tensor_count(self._h))
+        return int(_lib.sresid_report_tensor_count(self._handle()))
 
     @staticmethod
     def _dict(st):
@@ -1293,21 +1267,21 @@ class Report:
 
     def tensor(self, i):
         st = _sized(_TensorReport)
-        _check(_lib.sresid_report_tensor(self._h, int(i), byref(st)))
+        _check(_lib.sresid_report_tensor(self._handle(), int(i), byref(st)))
         return self._dict(st)
 
     def group(self, group=GROUP_ALL):
         if isinstance(group, str):
             group = GROUP_ALL if group == "all" else {kind_name(k): k for k in range(5)}[group]
         st = _sized(_GroupReport)
-        _check(_lib.sresid_report_group(self._h, int(group), byref(st)))
+        _check(_lib.sresid_report_group(self._handle(), int(group), byref(st)))
         return self._dict(st)
 
     def layers(self):
         out = []
-        for i in range(_lib.sresid_report_layer_count(self._h)):
+        for i in range(_lib.sresid_report_layer_count(self._handle())):
             st = _sized(_LayerReport)
-            _check(_lib.sresid_report_layer(self._h, i, byref(st)))
+            _check(_lib.sresid_report_layer(self._handle(), i, byref(st)))
             out.append(self._dict(st))
         return out
 
@@ -1316,9 +1290,9 @@ class Report:
             _lib.sresid_report_layer_correlation_count
         get = _lib.sresid_report_pair if per_role else _lib.sresid_report_layer_correlation
         out = []
-        for i in range(count(self._h)):
+        for i in range(count(self._handle())):
             st = _sized(_CorrelationReport)
-            _check(get(self._h, i, byref(st)))
+            _check(get(self._handle(), i, byref(st)))
             out.append(self._dict(st))
         return out
 
@@ -1327,7 +1301,7 @@ class Report:
         out = []
         for j in range(len(self.json()["options"]["ks"]) if self._ks is None else len(self._ks)):
             st = _sized(_KmeansResult)
-            _check(_lib.sresid_report_tensor_kmeans(self._h, int(i), j, byref(st)))
+            _check(_lib.sresid_report_tensor_kmeans(self._handle(), int(i), j, byref(st)))
             out.append(self._dict(st))
         return out
 

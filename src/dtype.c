@@ -267,35 +267,21 @@ static inline float e5m2_at(const unsigned char *src, size_t i)
     return bits_to_f32(f16_bits_to_f32_bits((uint16_t)((unsigned)src[i] << 8)));
 }
 
-static void f16_run(const unsigned char *restrict src, float *restrict dst, size_t n)
-{
-    size_t i = 0;
-    for (; n - i >= BLOCK; i += BLOCK)
-        for (size_t k = 0; k < BLOCK; k++)
-            dst[i + k] = f16_at(src, i + k);
-    for (; i < n; i++)
-        dst[i] = f16_at(src, i);
-}
+/* One such loop per dtype, its element function inlined. */
+#define DEFINE_RUN(name, at)                                                                \
+    static void name(const unsigned char *restrict src, float *restrict dst, size_t n)      \
+    {                                                                                       \
+        size_t i = 0;                                                                       \
+        for (; n - i >= BLOCK; i += BLOCK)                                                  \
+            for (size_t k = 0; k < BLOCK; k++)                                              \
+                dst[i + k] = at(src, i + k);                                                \
+        for (; i < n; i++)                                                                  \
+            dst[i] = at(src, i);                                                            \
+    }
 
-static void bf16_run(const unsigned char *restrict src, float *restrict dst, size_t n)
-{
-    size_t i = 0;
-    for (; n - i >= BLOCK; i += BLOCK)
-        for (size_t k = 0; k < BLOCK; k++)
-            dst[i + k] = bf16_at(src, i + k);
-    for (; i < n; i++)
-        dst[i] = bf16_at(src, i);
-}
-
-static void e5m2_run(const unsigned char *restrict src, float *restrict dst, size_t n)
-{
-    size_t i = 0;
-    for (; n - i >= BLOCK; i += BLOCK)
-        for (size_t k = 0; k < BLOCK; k++)
-            dst[i + k] = e5m2_at(src, i + k);
-    for (; i < n; i++)
-        dst[i] = e5m2_at(src, i);
-}
+DEFINE_RUN(f16_run, f16_at)
+DEFINE_RUN(bf16_run, bf16_at)
+DEFINE_RUN(e5m2_run, e5m2_at)
 
 static void f64_run(const unsigned char *restrict src, float *restrict dst, size_t n)
 {
