@@ -21,12 +21,14 @@ BLIS_LIBS    ?= $(shell $(PKG_CONFIG) --libs blis 2>/dev/null || echo -lblis)
 LAPACK_LIBS  ?= $(shell $(PKG_CONFIG) --libs lapack 2>/dev/null || echo -llapack)
 JANSSON_CFLAGS ?= $(shell $(PKG_CONFIG) --cflags jansson 2>/dev/null)
 JANSSON_LIBS ?= $(shell $(PKG_CONFIG) --libs jansson 2>/dev/null || echo -ljansson)
+XXHASH_CFLAGS ?= $(shell $(PKG_CONFIG) --cflags libxxhash 2>/dev/null)
+XXHASH_LIBS  ?= $(shell $(PKG_CONFIG) --libs libxxhash 2>/dev/null || echo -lxxhash)
 CHECK_CFLAGS ?= $(shell $(PKG_CONFIG) --cflags check 2>/dev/null)
 CHECK_LIBS   ?= $(shell $(PKG_CONFIG) --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm -lpthread)
 
-DEP_LIBS     := $(BLIS_LIBS) $(LAPACK_LIBS) $(JANSSON_LIBS) -lm -lpthread
+DEP_LIBS     := $(BLIS_LIBS) $(LAPACK_LIBS) $(JANSSON_LIBS) $(XXHASH_LIBS) -lm -lpthread
 LIB_CFLAGS   := $(CSTD) $(OPT) $(WARN) -D_GNU_SOURCE -Iinclude -Isrc \
-                $(BLIS_CFLAGS) $(JANSSON_CFLAGS) -fvisibility=hidden $(CFLAGS)
+                $(BLIS_CFLAGS) $(JANSSON_CFLAGS) $(XXHASH_CFLAGS) -fvisibility=hidden $(CFLAGS)
 
 LIB_SRC      := $(sort $(wildcard src/*.c))
 LIB_PIC_OBJ  := $(LIB_SRC:src/%.c=build/pic/%.o)
@@ -39,6 +41,9 @@ STLIB        := lib/libsparseresid.a
 
 EX_COMMON    := examples/cli.c
 EX_PROGS     := $(filter-out $(EX_COMMON),$(wildcard examples/sr-*.c))
+# sr-demo's model and pipeline live in examples/demo/ (own sources, own tests).
+DEMO_SRC     := $(sort $(wildcard examples/demo/*.c))
+DEMO_HDR     := $(wildcard examples/demo/*.h)
 EX_BIN       := $(EX_PROGS:examples/%.c=bin/%)
 
 TEST_SRC     := $(sort $(wildcard tests/test_*.c)) tests/check_main.c tests/testutil.c
@@ -89,6 +94,14 @@ bin/%: examples/%.c $(EX_COMMON) examples/cli.h $(HEADERS) lib/libsparseresid.so
 	@mkdir -p $(@D)
 	$(CC) $(CSTD) $(OPT) $(WARN) -D_GNU_SOURCE -Iinclude $(CFLAGS) -o $@ $< $(EX_COMMON) \
 	    -Llib -lsparseresid -Wl,-rpath,'$$ORIGIN/../lib' $(JANSSON_LIBS) -lm $(LDFLAGS)
+
+# The demo's model uses BLIS directly (it is the example of a C trainer).
+bin/sr-demo: examples/sr-demo.c $(DEMO_SRC) $(DEMO_HDR) $(EX_COMMON) examples/cli.h $(HEADERS) \
+             lib/libsparseresid.so
+	@mkdir -p $(@D)
+	$(CC) $(CSTD) $(OPT) $(WARN) -D_GNU_SOURCE -Iinclude -Iexamples $(BLIS_CFLAGS) $(CFLAGS) \
+	    -o $@ $< $(DEMO_SRC) $(EX_COMMON) -Llib -lsparseresid -Wl,-rpath,'$$ORIGIN/../lib' \
+	    $(BLIS_LIBS) $(JANSSON_LIBS) -lm -lpthread $(LDFLAGS)
 
 # ---- tests ----
 # The unit tests link the library objects directly so that internal helpers

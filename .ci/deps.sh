@@ -2,7 +2,7 @@
 # Install the Debian packages that libsparseresid needs to build and test.
 # A no-op when every package is already installed.
 set -eu
-PKGS="make gcc g++ pkg-config libblis-dev liblapack-dev libjansson-dev check \
+PKGS="make gcc g++ pkg-config libblis-dev liblapack-dev libjansson-dev libxxhash-dev check \
 abigail-tools valgrind python3 python3-numpy python3-scipy python3-sklearn python3-jsonschema"
 missing=""
 for p in $PKGS; do

@@ -210,4 +210,21 @@ sresid_status sresid__st_save(const sresid_model *m, const char *path, uint32_t 
 sresid_status sresid__open_index(sresid_model *m, const char *index_path);
 sresid_status sresid__open_dir(sresid_model *m, const char *dir);
 
+/* ---- content hashes (hash.c) ---- */
+/* XXH3-128 of tensor index's raw bytes as stored (pread in chunks for
+ * file-backed tensors), written as 32 lowercase hex digits and a NUL.
+ * IO on a short read. */
+sresid_status sresid__tensor_hash(const sresid_model *m, size_t index, char hex[33]);
+
+/* ---- masks (mask.c) ---- */
+/* Bits of a mask, entry i at bit i % 64 of word i / 64; bits past n clear. */
+const uint64_t *sresid__mask_words(const sresid_mask *m);
+uint64_t *sresid__mask_words_mut(sresid_mask *m);
+/* Check nseg + 1 segment offsets against n (NULL offsets: one segment).
+ * what names the caller. */
+sresid_status sresid__check_segments(const uint64_t *offsets, size_t nseg, uint64_t n,
+                                     const char *what);
+/* k = floor(fraction * n + 0.5), fraction already validated. */
+uint64_t sresid__fraction_count(double fraction, uint64_t n);
+
 #endif /* SPARSERESID_INTERNAL_H */

@@ -1,5 +1,6 @@
 /*
- * libsparseresid — residuals: a base and a trained checkpoint paired by name.
+ * libsparseresid — residuals: a base and a trained checkpoint paired by name,
+ * dense (lazy) or sparse (the largest entries, saved as a delta file).
  *
  * A residual R = trained - base is lazy: nothing is read when it is created;
  * each tensor's difference is computed when read, into a caller buffer, so
@@ -91,6 +92,125 @@ SRESID_API size_t sresid_residual_unpaired_count(const sresid_residual *residual
  * Errors: INVALID_ARG. */
 SRESID_API sresid_status sresid_residual_unpaired(const sresid_residual *residual, size_t i,
                                                   const char **name, int32_t *reason);
+
+/* ---- sparse residuals ---------------------------------------------------
+ * A sparse residual keeps, for each paired tensor, the flat (row-major)
+ * positions and the values of the kept residual entries, values stored as
+ * F32, F16 or BF16 (rounded to nearest even). It saves as a safetensors file
+ * (docs/formats.md: "NAME.idx" delta-encoded positions in the smallest of
+ * U8/U16/U32/U64 that holds the largest gap, "NAME.val", metadata with the
+ * rule, counts, shapes and the XXH3-128 hash of every base tensor) and
+ * applies to its base: trained' = base + scale * R_sparse.
+ *
+ * Thread safety: a sparse residual is read-only once built; its functions
+ * may run concurrently. */
+
+typedef struct sresid_sparse sresid_sparse;
+
+/* Selection rules. */
+#define SRESID_SPARSE_TOP            1 /* top fraction by |R| over all tensors (global) */
+#define SRESID_SPARSE_TOP_PER_TENSOR 2 /* top fraction by |R| within each tensor */
+#define SRESID_SPARSE_THRESHOLD      3 /* every entry with |R| >= param (param > 0) */
+#define SRESID_SPARSE_ENERGY         4 /* the fewest largest entries with sum R^2 >= param * total */
+#define SRESID_SPARSE_DARE           5 /* each entry kept with probability param, scaled by 1/param */
+
+typedef struct sresid_sparse_opts {
+    size_t size;
+    int32_t rule;        /* SRESID_SPARSE_*; default TOP */
+    sresid_dtype dtype;  /* stored values: F32 (default), F16 or BF16 */
+    double param;        /* fraction, threshold, energy share or keep probability; 0 = 0.1
+                            (THRESHOLD: required, > 0) */
+    uint64_t seed;       /* DARE */
+    int32_t threads;     /* 0 = sresid_get_threads() */
+    uint32_t flags;      /* reserved, 0 */
+} sresid_sparse_opts;
+
+/* Build a sparse residual. Memory is bounded by the kept entries plus one
+ * tensor per thread: global rules stream the residual twice (first the
+ * threshold, then the entries), so a checkpoint larger than RAM works.
+ * Counts: a fraction f of N entries keeps k = floor(f * N + 0.5) (over all
+ * tensors for TOP, per tensor for TOP_PER_TENSOR); among equal |R| the
+ * earlier tensor (in pairing order), then the lower position, wins. Every
+ * paired tensor is listed, also with nothing kept. *out is the caller's;
+ * the residual and its models may be freed afterwards.
+ * Errors: INVALID_ARG, DTYPE (value dtype), NONFINITE (the message names
+ * the tensor), NOMEM, IO. */
+SRESID_API sresid_status sresid_sparse_create(const sresid_residual *residual,
+                                              const sresid_sparse_opts *opts,
+                                              sresid_sparse **out);
+
+/* Accepts NULL. */
+SRESID_API void sresid_sparse_free(sresid_sparse *sparse);
+
+/* Number of tensors; 0 for NULL. */
+SRESID_API size_t sresid_sparse_count(const sresid_sparse *sparse);
+
+/* Facts and error report of one tensor, or of all together with
+ * i == SRESID_ALL (name NULL, shape NULL, dtypes 0). The energy figures
+ * exist only for a sparse residual built by sresid_sparse_create (NaN after
+ * sresid_sparse_load). */
+typedef struct sresid_sparse_info {
+    size_t size;
+    const char *name;         /* borrowed */
+    const int64_t *shape;     /* ndim entries, borrowed */
+    int32_t ndim;
+    sresid_dtype base_dtype;  /* dtype of the base tensor */
+    sresid_dtype index_dtype; /* U8, U16, U32 or U64 */
+    sresid_dtype value_dtype; /* F32, F16 or BF16 */
+    int64_t numel;
+    uint64_t kept;
+    uint64_t bytes;           /* stored bytes of indices and values */
+    uint64_t dense_bytes;     /* numel * size of the base dtype */
+    double ratio;             /* dense_bytes / bytes (Inf when nothing is kept) */
+    double energy;            /* sum R^2 of the dense residual */
+    double kept_energy;       /* share of it the stored values hold */
+    double error;             /* |R - R_sparse| / |R| with the stored (rounded) values */
+} sresid_sparse_info;
+
+/* Errors: INVALID_ARG (NULL, i out of range, size too small). */
+SRESID_API sresid_status sresid_sparse_info_get(const sresid_sparse *sparse, size_t i,
+                                                sresid_sparse_info *info);
+
+/* Decoded entries of tensor i: flat positions (ascending) and values as
+ * float32 (scaled for DARE, as stored), count >= kept each.
+ * Errors: INVALID_ARG, SHAPE (count < kept). */
+SRESID_API sresid_status sresid_sparse_entries(const sresid_sparse *sparse, size_t i,
+                                               uint64_t *positions, float *values,
+                                               uint64_t count);
+
+/* Save as safetensors, written whole or not at all. Errors: INVALID_ARG,
+ * IO, NOMEM. */
+SRESID_API sresid_status sresid_sparse_save(const sresid_sparse *sparse, const char *path,
+                                            const sresid_save_opts *opts);
+
+/* Load and validate a sparse residual file completely: format tag and
+ * version, metadata, dtypes, counts, positions in range, strictly
+ * increasing (no duplicates), finite values. *out is the caller's.
+ * Errors: INVALID_ARG, METADATA, DTYPE, SHAPE, OFFSETS, NONFINITE, NOMEM,
+ * and the errors of sresid_model_open. */
+SRESID_API sresid_status sresid_sparse_load(const char *path, sresid_sparse **out);
+
+/* sresid_apply_opts.flags */
+#define SRESID_APPLY_FORCE 0x1u /* apply even if a base tensor's hash differs (shapes must agree) */
+
+typedef struct sresid_apply_opts {
+    size_t size;
+    double scale;    /* 0 = 1 */
+    uint32_t flags;  /* SRESID_APPLY_* and SRESID_SAVE_NO_CLOBBER */
+} sresid_apply_opts;
+
+/* Write base + scale * R_sparse to path as a full safetensors model: every
+ * base tensor in its own dtype (changed tensors accumulated in float32 and
+ * rounded once; the others copied byte for byte), base metadata kept.
+ * Refuses a base that lacks a tensor, has another shape or dtype, or
+ * (without FORCE) another content hash, naming the tensor. Streams tensor
+ * by tensor; the file is written to a temporary beside path and renamed,
+ * so path never holds a partial file.
+ * Errors: INVALID_ARG, MISMATCH, NONFINITE, UNSUPPORTED (an F8 base tensor
+ * to change), IO, NOMEM. */
+SRESID_API sresid_status sresid_sparse_apply(const sresid_sparse *sparse,
+                                             const sresid_model *base,
+                                             const sresid_apply_opts *opts, const char *path);
 
 #ifdef __cplusplus
 }

@@ -12,5 +12,8 @@
 #include "residual.h"
 #include "probe.h"
 #include "report.h"
+#include "mask.h"
+#include "optim.h"
+#include "amp.h"
 
 #endif /* SPARSERESID_H */
