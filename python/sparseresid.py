@@ -334,8 +334,23 @@ _REPORT_PROTOTYPES = {
     "sresid_report_save_json": (c_int32, [c_void_p, c_uint32, c_char_p]),
     "sresid_free": (None, [c_void_p]),
 }
+# ---- structs and prototypes of mask.h and optim.h ----
+_MASK_PROTOTYPES = {
+}
+
+# ---- structs and prototypes of amp.h ----
+_AMP_PROTOTYPES = {
+}
+
+# ---- structs and prototypes of the sparse residuals (residual.h) ----
+_SPARSE_PROTOTYPES = {
+}
+
 _PROBE_PROTOTYPES.update(_REPORT_PROTOTYPES)
 _PROTOTYPES.update(_PROBE_PROTOTYPES)
+_PROTOTYPES.update(_MASK_PROTOTYPES)
+_PROTOTYPES.update(_AMP_PROTOTYPES)
+_PROTOTYPES.update(_SPARSE_PROTOTYPES)
 
 
 def _find_library():
@@ -1307,3 +1322,12 @@ class Report(_Handle):
 
 
 __all__ += ["Report", "REPORT_FAIL_NONFINITE", "GROUP_ALL"]
+
+
+# ---- masks and optimisers (mask.h, optim.h) ----
+
+
+# ---- amplitude basis (amp.h) ----
+
+
+# ---- sparse residuals (residual.h) ----

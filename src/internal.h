@@ -227,4 +227,75 @@ sresid_status sresid__check_segments(const uint64_t *offsets, size_t nseg, uint6
 /* k = floor(fraction * n + 0.5), fraction already validated. */
 uint64_t sresid__fraction_count(double fraction, uint64_t n);
 
+/* ---- top-k selection by |x| (select.c) ----
+ * Exact selection of the k largest |x| of a stream of floats (all finite),
+ * by radix on the bit pattern of |x| (which orders like the value): pass 0
+ * counts (and sums x^2 of) 2^16 buckets of the high bits, pass 1 counts the
+ * low bits inside the one bucket where the k-th value lies; then the
+ * threshold is exact. Order: |x| descending, equal |x| by stream position
+ * ascending (-0 == +0). Feed the same values in the same order in every
+ * pass, in chunks of any size. With want_energy, k is instead the smallest
+ * count whose largest values hold sum x^2 >= energy (sums in double). */
+typedef struct sresid__sel {
+    uint64_t k;          /* wanted count (settled for energy queries) */
+    double energy;       /* energy query target, or < 0 for a count query */
+    int pass;            /* 0, 1, then 2 = settled */
+    uint32_t hi;         /* after pass 0: the high bucket of the k-th value */
+    uint64_t above;      /* entries strictly above bucket hi (and, settled, above threshold) */
+    double above_energy;
+    uint64_t total;      /* entries seen in pass 0 */
+    double total_energy;
+    uint64_t *count;     /* 2^16 counts of the current pass */
+    double *esum;        /* 2^16 energy sums of the current pass */
+    float threshold;     /* settled: |x| of the k-th value (0 when k == 0: nothing kept) */
+    uint64_t take_equal; /* settled: keep the first take_equal entries with |x| == threshold */
+} sresid__sel;
+/* Count query for k (capped at the entries seen). NOMEM. */
+sresid_status sresid__sel_init(sresid__sel *s, uint64_t k);
+/* Energy query: the fewest entries with sum x^2 >= share * total (share in [0, 1]). NOMEM. */
+sresid_status sresid__sel_init_energy(sresid__sel *s, double share);
+/* Count a chunk in the current pass. */
+void sresid__sel_feed(sresid__sel *s, const float *x, size_t n);
+/* End the current pass. After it, s->pass == 2 means settled (pass 1 may
+ * be skipped when the bucket settles the query alone). */
+void sresid__sel_next(sresid__sel *s);
+void sresid__sel_free(sresid__sel *s);
+/* After settling: a cursor for the collection pass, fed in stream order. */
+typedef struct sresid__sel_cursor {
+    float threshold;
+    uint64_t equal_left;
+} sresid__sel_cursor;
+static inline bool sresid__sel_keep(sresid__sel_cursor *c, float x)
+{
+    float a = x < 0 ? -x : x;
+    if (a > c->threshold)
+        return true;
+    if (a == c->threshold && c->equal_left) {
+        c->equal_left--;
+        return true;
+    }
+    return false;
+}
+
+/* ---- amplitude basis (amp.c, amp_io.c, amp_select.c) ---- */
+typedef struct sresid__amp_tensor {
+    size_t index;      /* in the base model */
+    int64_t rows, cols, rank;
+    uint64_t offset;   /* first score */
+    uint64_t count;    /* rank (DIAG) or rank * rank (CORE) */
+    float *u;          /* rows x rank, row-major, + SRESID__BLAS_SLACK floats */
+    float *v;          /* cols x rank, row-major, + slack */
+} sresid__amp_tensor;
+
+struct sresid_amp {
+    const sresid_model *base; /* borrowed */
+    int32_t layout;
+    size_t count;
+    sresid__amp_tensor *t;
+    uint64_t nscores;
+    uint64_t *offsets;        /* count + 1 */
+    float *scores;            /* nscores (+ slack) */
+    float *s0;                /* nscores (+ slack) */
+};
+
 #endif /* SPARSERESID_INTERNAL_H */

@@ -20,6 +20,10 @@ Suite *suite_fixture(void);
 Suite *suite_stats(void);
 Suite *suite_matrix(void);
 Suite *suite_report(void);
+Suite *suite_mask(void);
+Suite *suite_optim(void);
+Suite *suite_amp(void);
+Suite *suite_sparse(void);
 
 /* Per-process scratch directory (created on first use, removed at exit),
  * or $SRESID_TEST_KEEP_DIR (must exist; kept). */
