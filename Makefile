@@ -50,7 +50,7 @@ TEST_SRC     := $(sort $(wildcard tests/test_*.c)) tests/check_main.c tests/test
 SAN_FLAGS    := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 
 .PHONY: all lib examples check check-unit check-asan check-valgrind check-abi check-headers \
-        check-pkgconfig check-python check-tools abi-baseline install uninstall deps clean run
+        check-pkgconfig check-python check-tools check-demo abi-baseline install uninstall deps clean run
 
 all: lib examples
 
@@ -120,8 +120,8 @@ build/check_sparseresid_asan: $(TEST_SRC) tests/testutil.h $(LIB_SRC) $(HEADERS)
 	    $(CHECK_LIBS) $(DEP_LIBS) $(LDFLAGS)
 
 check: check-unit check-asan check-valgrind check-headers check-abi check-pkgconfig \
-       check-tools check-python
-	@echo "check: 8 passed, 0 failed"   # the eight groups above; make stops at a failed one
+       check-tools check-python check-demo
+	@echo "check: 9 passed, 0 failed"   # the nine groups above; make stops at a failed one
 
 check-unit: build/check_sparseresid
 	SRESID_TEST_DIR=tests ./build/check_sparseresid
@@ -157,9 +157,14 @@ check-pkgconfig: lib
 
 check-tools: all build/check_sparseresid
 	./tests/tools-test.sh
+	@for t in $(sort $(wildcard tests/tools-*-test.sh)); do echo "== $$t"; $$t || exit 1; done
 
 check-python: all
 	$(PYTHON) -m unittest discover -s tests/python -t . -v
+
+# ---- demo (sr-demo: its model's gradient check, then a --quick run) ----
+check-demo: bin/sr-demo
+	@echo "check-demo: not built yet" && false
 
 # The residual report of the bundled real pair (TF.js checkpoints: their
 # kernels are [kh, kw, in, out], hence the out-last matrix view).
