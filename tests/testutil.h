@@ -24,6 +24,7 @@ Suite *suite_mask(void);
 Suite *suite_optim(void);
 Suite *suite_amp(void);
 Suite *suite_sparse(void);
+Suite *suite_amp_select(void);
 
 /* Per-process scratch directory (created on first use, removed at exit),
  * or $SRESID_TEST_KEEP_DIR (must exist; kept). */
