@@ -335,11 +335,91 @@ _REPORT_PROTOTYPES = {
     "sresid_free": (None, [c_void_p]),
 }
 # ---- structs and prototypes of mask.h and optim.h ----
+class _OptimOpts(Structure):
+    _fields_ = [("size", c_size_t), ("kind", c_int32), ("flags", c_uint32), ("lr", c_double),
+                ("beta1", c_double), ("beta2", c_double), ("eps", c_double),
+                ("weight_decay", c_double), ("momentum", c_double)]
+
+
+_SEGS = [c_void_p, c_size_t]  # const uint64_t *offsets, size_t nseg
 _MASK_PROTOTYPES = {
+    # mask.h
+    "sresid_mask_create": (c_int32, [c_uint64, c_int32, POINTER(c_void_p)]),
+    "sresid_mask_copy": (c_int32, [c_void_p, POINTER(c_void_p)]),
+    "sresid_mask_free": (None, [c_void_p]),
+    "sresid_mask_size": (c_uint64, [c_void_p]),
+    "sresid_mask_count": (c_uint64, [c_void_p]),
+    "sresid_mask_count_range": (c_int32, [c_void_p, c_uint64, c_uint64, POINTER(c_uint64)]),
+    "sresid_mask_get": (c_int32, [c_void_p, c_uint64, POINTER(c_int32)]),
+    "sresid_mask_set": (c_int32, [c_void_p, c_uint64, c_int32]),
+    "sresid_mask_combine": (c_int32, [c_void_p, c_void_p, c_int32]),
+    "sresid_mask_not": (c_int32, [c_void_p]),
+    "sresid_mask_jaccard": (c_int32, [c_void_p, c_void_p, POINTER(c_double)]),
+    "sresid_mask_from_bytes": (c_int32, [c_void_p, c_uint64, POINTER(c_void_p)]),
+    "sresid_mask_to_bytes": (c_int32, [c_void_p, c_void_p, c_uint64]),
+    "sresid_mask_apply": (c_int32, [c_void_p, c_void_p, c_uint64]),
+    "sresid_mask_top": (c_int32, [c_void_p, c_uint64, c_double] + _SEGS + [POINTER(c_void_p)]),
+    "sresid_mask_random": (c_int32, [c_uint64, c_double, c_uint64] + _SEGS
+                           + [POINTER(c_void_p)]),
+    "sresid_mask_drop_grow": (c_int32, [c_void_p, c_void_p, c_void_p, c_uint64, c_double]
+                              + _SEGS + [c_void_p]),
+    "sresid_mask_save": (c_int32, [c_void_p, c_char_p, POINTER(_SaveOpts)]),
+    "sresid_mask_load": (c_int32, [c_char_p, POINTER(c_void_p)]),
+    # optim.h
+    "sresid_optim_create": (c_int32, [c_uint64, POINTER(_OptimOpts), POINTER(c_void_p)]),
+    "sresid_optim_free": (None, [c_void_p]),
+    "sresid_optim_size": (c_uint64, [c_void_p]),
+    "sresid_optim_steps": (c_uint64, [c_void_p]),
+    "sresid_optim_get_opts": (c_int32, [c_void_p, POINTER(_OptimOpts)]),
+    "sresid_optim_set_lr": (c_int32, [c_void_p, c_double]),
+    "sresid_optim_step": (c_int32, [c_void_p, c_void_p, c_void_p, c_uint64, c_void_p]),
+    "sresid_optim_reset": (c_int32, [c_void_p, c_void_p]),
+    "sresid_optim_state": (c_int32, [c_void_p, POINTER(c_void_p), POINTER(c_void_p)]),
+    "sresid_optim_save": (c_int32, [c_void_p, c_char_p, POINTER(_SaveOpts)]),
+    "sresid_optim_load": (c_int32, [c_char_p, POINTER(c_void_p)]),
 }
 
 # ---- structs and prototypes of amp.h ----
+class _AmpOpts(Structure):
+    _fields_ = [("size", c_size_t), ("layout", c_int32), ("rank", c_int32), ("kinds", c_uint32),
+                ("threads", c_int32), ("pattern", c_char_p), ("min_dim", c_int64)]
+
+
+class _AmpTensorInfo(Structure):
+    _fields_ = [("size", c_size_t), ("name", c_char_p), ("index", c_size_t), ("rows", c_int64),
+                ("cols", c_int64), ("rank", c_int64), ("offset", c_uint64), ("count", c_uint64)]
+
+
+class _SelectOpts(Structure):
+    _fields_ = [("size", c_size_t), ("flags", c_uint32), ("seed", c_uint64),
+                ("saliency", c_void_p)]
+
+
 _AMP_PROTOTYPES = {
+    "sresid_amp_create": (c_int32, [c_void_p, POINTER(_AmpOpts), POINTER(c_void_p)]),
+    "sresid_amp_free": (None, [c_void_p]),
+    "sresid_amp_count": (c_size_t, [c_void_p]),
+    "sresid_amp_score_count": (c_uint64, [c_void_p]),
+    "sresid_amp_layout": (c_int32, [c_void_p]),
+    "sresid_amp_tensor": (c_int32, [c_void_p, c_size_t, POINTER(_AmpTensorInfo)]),
+    "sresid_amp_scores": (c_void_p, [c_void_p]),
+    "sresid_amp_initial_scores": (c_void_p, [c_void_p]),
+    "sresid_amp_offsets": (c_void_p, [c_void_p]),
+    "sresid_amp_basis": (c_int32, [c_void_p, c_size_t, POINTER(c_void_p), POINTER(c_void_p)]),
+    "sresid_amp_reset": (c_int32, [c_void_p]),
+    "sresid_amp_materialize": (c_int32, [c_void_p, c_size_t, c_void_p, c_int64, c_uint32]),
+    "sresid_amp_project": (c_int32, [c_void_p, c_size_t, c_void_p, c_int64, c_void_p, c_void_p,
+                                     c_uint32]),
+    "sresid_amp_select": (c_int32, [c_void_p, c_int32, c_double, POINTER(_SelectOpts),
+                                    POINTER(c_void_p)]),
+    "sresid_amp_drop_grow": (c_int32, [c_void_p, c_void_p, c_double, c_void_p, c_uint32,
+                                       c_void_p]),
+    "sresid_amp_fit": (c_int32, [c_void_p, c_void_p, c_void_p]),
+    "sresid_amp_share": (c_int32, [c_void_p, c_void_p, c_void_p, c_size_t, c_uint32, c_void_p,
+                                   c_void_p, c_void_p, c_void_p]),
+    "sresid_amp_export": (c_int32, [c_void_p, POINTER(c_void_p)]),
+    "sresid_amp_save": (c_int32, [c_void_p, c_void_p, c_char_p, POINTER(_SaveOpts)]),
+    "sresid_amp_load": (c_int32, [c_void_p, c_char_p, POINTER(c_void_p), POINTER(c_void_p)]),
 }
 
 # ---- structs and prototypes of the sparse residuals (residual.h) ----
@@ -1325,9 +1405,641 @@ __all__ += ["Report", "REPORT_FAIL_NONFINITE", "GROUP_ALL"]
 
 
 # ---- masks and optimisers (mask.h, optim.h) ----
+MASK_AND, MASK_OR, MASK_ANDNOT, MASK_XOR = 1, 2, 3, 4
+OPTIM_ADAMW, OPTIM_SGD = 1, 2
+OPTIM_NO_BIAS_CORRECTION, OPTIM_NESTEROV = 0x1, 0x2
+
+
+def _f32_vec(a, what, n=None, writeable=False):
+    """A C-contiguous native float32 array for a zero-copy call."""
+    if not isinstance(a, np.ndarray) or a.dtype != np.float32:
+        raise TypeError("%s must be a numpy float32 array" % what)
+    if not a.flags.c_contiguous:
+        raise ValueError("%s must be C-contiguous" % what)
+    if writeable and not a.flags.writeable:
+        raise ValueError("%s must be writeable" % what)
+    if n is not None and a.size != n:
+        raise ValueError("%s holds %d entries, want %d" % (what, a.size, n))
+    return a
+
+
+def _offsets(offsets):
+    """(keep-alive array, pointer, nseg) for segment offsets (None: one segment)."""
+    if offsets is None:
+        return None, None, 0
+    arr = np.ascontiguousarray(np.asarray(offsets, dtype=np.uint64))
+    if arr.ndim != 1 or arr.size < 1:
+        raise ValueError("offsets must be a 1-D sequence of nseg + 1 entries")
+    return arr, arr.ctypes.data, arr.size - 1
+
+
+class Mask(_Handle):
+    """A bitset over n entries (mask.h). Build one with Mask.create,
+    Mask.from_numpy, Mask.top, Mask.random or Mask.load."""
+
+    _what = "mask"
+
+    def __init__(self, handle):
+        if not handle:
+            raise ValueError("use Mask.create(), from_numpy(), top(), random() or load()")
+        self._h = c_void_p(handle)
+
+    def close(self):
+        if getattr(self, "_h", None) is not None and self._h.value:
+            _lib.sresid_mask_free(self._h)
+        self._h = None
+
+    @classmethod
+    def create(cls, n, value=False):
+        out = c_void_p()
+        _check(_lib.sresid_mask_create(int(n), 1 if value else 0, byref(out)))
+        return cls(out.value)
+
+    @classmethod
+    def from_numpy(cls, flags):
+        """From a 1-D array: non-zero (True) entries are set."""
+        arr = np.asarray(flags)
+        if arr.ndim != 1:
+            raise ValueError("flags must be 1-D")
+        b = np.ascontiguousarray(arr != 0).view(np.uint8)
+        out = c_void_p()
+        _check(_lib.sresid_mask_from_bytes(b.ctypes.data if b.size else None, b.size,
+                                           byref(out)))
+        return cls(out.value)
+
+    @classmethod
+    def top(cls, x, fraction, offsets=None):
+        """The top fraction of x by |x| (per segment with offsets)."""
+        x = _f32_vec(x, "x")
+        keep, ptr, nseg = _offsets(offsets)
+        out = c_void_p()
+        _check(_lib.sresid_mask_top(x.ctypes.data if x.size else None, x.size,
+                                    float(fraction), ptr, nseg, byref(out)))
+        del keep
+        return cls(out.value)
+
+    @classmethod
+    def random(cls, n, fraction, seed=0, offsets=None):
+        """Exactly round(fraction * n_j) random entries of each segment."""
+        keep, ptr, nseg = _offsets(offsets)
+        out = c_void_p()
+        _check(_lib.sresid_mask_random(int(n), float(fraction), int(seed), ptr, nseg,
+                                       byref(out)))
+        del keep
+        return cls(out.value)
+
+    @classmethod
+    def load(cls, path):
+        out = c_void_p()
+        _check(_lib.sresid_mask_load(_bytes(path, "path"), byref(out)))
+        return cls(out.value)
+
+    def save(self, path, no_clobber=False):
+        opts = _SaveOpts(size=ctypes.sizeof(_SaveOpts),
+                         flags=SAVE_NO_CLOBBER if no_clobber else 0)
+        _check(_lib.sresid_mask_save(self._handle(), _bytes(path, "path"), byref(opts)))
+
+    def copy(self):
+        out = c_void_p()
+        _check(_lib.sresid_mask_copy(self._handle(), byref(out)))
+        return Mask(out.value)
+
+    def to_numpy(self):
+        """The entries as a new numpy bool array."""
+        n = len(self)
+        out = np.empty(n, dtype=np.uint8)
+        _check(_lib.sresid_mask_to_bytes(self._handle(), out.ctypes.data if n else None, n))
+        return out.view(np.bool_)
+
+    def __len__(self):
+        return int(_lib.sresid_mask_size(self._handle()))
+
+    def count(self, first=None, length=None):
+        """Set entries, all of them or those in [first, first + length)."""
+        if first is None and length is None:
+            return int(_lib.sresid_mask_count(self._handle()))
+        first = 0 if first is None else int(first)
+        length = len(self) - first if length is None else int(length)
+        out = c_uint64()
+        _check(_lib.sresid_mask_count_range(self._handle(), first, length, byref(out)))
+        return int(out.value)
+
+    def _index(self, i):
+        n, i = len(self), int(i)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError("entry %d of a mask of %d entries" % (i, n))
+        return i
+
+    def __getitem__(self, i):
+        v = c_int32()
+        _check(_lib.sresid_mask_get(self._handle(), self._index(i), byref(v)))
+        return bool(v.value)
+
+    def __setitem__(self, i, value):
+        _check(_lib.sresid_mask_set(self._handle(), self._index(i), 1 if value else 0))
+
+    def combine(self, other, op):
+        """In place: self = self OP other (MASK_AND, MASK_OR, MASK_ANDNOT, MASK_XOR)."""
+        if not isinstance(other, Mask):
+            raise TypeError("other must be a Mask")
+        _check(_lib.sresid_mask_combine(self._handle(), other._handle(), int(op)))
+        return self
+
+    def invert(self):
+        """In place complement."""
+        _check(_lib.sresid_mask_not(self._handle()))
+        return self
+
+    def __iand__(self, other):
+        return self.combine(other, MASK_AND)
+
+    def __ior__(self, other):
+        return self.combine(other, MASK_OR)
+
+    def __ixor__(self, other):
+        return self.combine(other, MASK_XOR)
+
+    def __isub__(self, other):
+        return self.combine(other, MASK_ANDNOT)
+
+    def __and__(self, other):
+        return self.copy().combine(other, MASK_AND)
+
+    def __or__(self, other):
+        return self.copy().combine(other, MASK_OR)
+
+    def __xor__(self, other):
+        return self.copy().combine(other, MASK_XOR)
+
+    def __sub__(self, other):
+        return self.copy().combine(other, MASK_ANDNOT)
+
+    def __invert__(self):
+        return self.copy().invert()
+
+    def jaccard(self, other):
+        out = c_double()
+        _check(_lib.sresid_mask_jaccard(self._handle(), other._handle(), byref(out)))
+        return out.value
+
+    def apply(self, x):
+        """Zero, in place, the entries of the float32 array x whose bit is clear."""
+        x = _f32_vec(x, "x", writeable=True)
+        _check(_lib.sresid_mask_apply(self._handle(), x.ctypes.data if x.size else None,
+                                      x.size))
+        return x
+
+    def drop_grow(self, keep, grow, share, offsets=None):
+        """Drop the share of set entries with the smallest keep, grow as many
+        with the largest grow (per segment); returns the Mask of changed entries."""
+        n = len(self)
+        keep = _f32_vec(keep, "keep", n)
+        grow = _f32_vec(grow, "grow", n)
+        hold, ptr, nseg = _offsets(offsets)
+        changed = Mask.create(n)
+        _check(_lib.sresid_mask_drop_grow(self._handle(), keep.ctypes.data if n else None,
+                                          grow.ctypes.data if n else None, n, float(share),
+                                          ptr, nseg, changed._handle()))
+        del hold
+        return changed
+
+    def __repr__(self):
+        if self._h is None:
+            return "<sparseresid.Mask closed>"
+        return "<sparseresid.Mask %d of %d set>" % (self.count(), len(self))
+
+
+class Optim(_Handle):
+    """A masked optimiser (optim.h) for float32 vectors of n entries.
+
+    Optim(n, kind="adamw" or "sgd", lr=, beta1=, beta2=, eps=, weight_decay=,
+    momentum=, nesterov=, bias_correction=); zero (the default) means the
+    library's default. step() updates a numpy float32 array in place."""
+
+    _what = "optimiser"
+
+    def __init__(self, n, kind="adamw", lr=0.0, beta1=0.0, beta2=0.0, eps=0.0,
+                 weight_decay=0.0, momentum=0.0, nesterov=False, bias_correction=True,
+                 _handle=None):
+        self._h = None
+        if _handle is not None:
+            self._h = c_void_p(_handle)
+            return
+        kinds = {"adamw": OPTIM_ADAMW, "sgd": OPTIM_SGD}
+        code = kinds.get(kind, kind) if isinstance(kind, str) else int(kind)
+        if isinstance(code, str):
+            raise ValueError("kind must be 'adamw' or 'sgd', not %r" % kind)
+        o = _sized(_OptimOpts)
+        o.kind = code
+        o.flags = (OPTIM_NESTEROV if nesterov else 0) | (
+            0 if bias_correction else OPTIM_NO_BIAS_CORRECTION)
+        o.lr, o.beta1, o.beta2, o.eps = float(lr), float(beta1), float(beta2), float(eps)
+        o.weight_decay, o.momentum = float(weight_decay), float(momentum)
+        out = c_void_p()
+        _check(_lib.sresid_optim_create(int(n), byref(o), byref(out)))
+        self._h = out
+
+    def close(self):
+        if getattr(self, "_h", None) is not None and self._h.value:
+            _lib.sresid_optim_free(self._h)
+        self._h = None
+
+    @classmethod
+    def load(cls, path):
+        out = c_void_p()
+        _check(_lib.sresid_optim_load(_bytes(path, "path"), byref(out)))
+        return cls(0, _handle=out.value)
+
+    def save(self, path, no_clobber=False):
+        opts = _SaveOpts(size=ctypes.sizeof(_SaveOpts),
+                         flags=SAVE_NO_CLOBBER if no_clobber else 0)
+        _check(_lib.sresid_optim_save(self._handle(), _bytes(path, "path"), byref(opts)))
+
+    def __len__(self):
+        return int(_lib.sresid_optim_size(self._handle()))
+
+    @property
+    def steps(self):
+        return int(_lib.sresid_optim_steps(self._handle()))
+
+    def opts(self):
+        """The options in effect, defaults filled in, as a dict."""
+        o = _sized(_OptimOpts)
+        _check(_lib.sresid_optim_get_opts(self._handle(), byref(o)))
+        return {"kind": "adamw" if o.kind == OPTIM_ADAMW else "sgd", "flags": int(o.flags),
+                "lr": o.lr, "beta1": o.beta1, "beta2": o.beta2, "eps": o.eps,
+                "weight_decay": o.weight_decay, "momentum": o.momentum}
+
+    @property
+    def lr(self):
+        return self.opts()["lr"]
+
+    @lr.setter
+    def lr(self, value):
+        _check(_lib.sresid_optim_set_lr(self._handle(), float(value)))
+
+    def step(self, params, grad, mask=None):
+        """One step on params (C-contiguous float32, updated in place) with grad,
+        for the entries mask allows (None: all)."""
+        n = len(self)
+        params = _f32_vec(params, "params", writeable=True)
+        grad = _f32_vec(grad, "grad")
+        if mask is not None and not isinstance(mask, Mask):
+            raise TypeError("mask must be a Mask or None")
+        if params.size != grad.size:
+            raise ValueError("params holds %d entries, grad %d" % (params.size, grad.size))
+        _check(_lib.sresid_optim_step(self._handle(), params.ctypes.data if n else None,
+                                      grad.ctypes.data if n else None, params.size,
+                                      None if mask is None else mask._handle()))
+        return params
+
+    def reset(self, mask=None):
+        """Zero the state of the entries in mask (None: all, and the step counter)."""
+        _check(_lib.sresid_optim_reset(self._handle(),
+                                       None if mask is None else mask._handle()))
+
+    def state(self, copy=True):
+        """(m, v) as numpy float32 arrays (v is None for SGD). copy=False gives
+        read-only views into the optimiser, valid until it is closed."""
+        n = len(self)
+        m, v = c_void_p(), c_void_p()
+        _check(_lib.sresid_optim_state(self._handle(), byref(m), byref(v)))
+
+        def view(p):
+            if p.value is None:
+                return None
+            if n == 0:
+                return np.zeros(0, dtype=np.float32)
+            a = np.ctypeslib.as_array(ctypes.cast(p, POINTER(ctypes.c_float)), shape=(n,))
+            if copy:
+                return a.copy()
+            a.flags.writeable = False
+            return a
+        return view(m), view(v)
+
+    def __repr__(self):
+        if self._h is None:
+            return "<sparseresid.Optim closed>"
+        return "<sparseresid.Optim %s n=%d steps=%d>" % (self.opts()["kind"], len(self),
+                                                         self.steps)
+
+
+__all__ += ["Mask", "Optim", "MASK_AND", "MASK_OR", "MASK_ANDNOT", "MASK_XOR", "OPTIM_ADAMW",
+            "OPTIM_SGD", "OPTIM_NO_BIAS_CORRECTION", "OPTIM_NESTEROV"]
 
 
 # ---- amplitude basis (amp.h) ----
+AMP_DIAG, AMP_CORE = 0, 1
+RULE_MAGNITUDE, RULE_RANDOM, RULE_GRADIENT, RULE_WARMUP = 1, 2, 3, 4
+SELECT_PER_TENSOR = 0x1
+MATERIALIZE_ADD = 0x1
+PROJECT_ACCUMULATE, PROJECT_ABS = 0x1, 0x2
+
+_AMP_LAYOUTS = {"diag": AMP_DIAG, "core": AMP_CORE}
+_RULES = {"magnitude": RULE_MAGNITUDE, "random": RULE_RANDOM, "gradient": RULE_GRADIENT,
+          "warmup": RULE_WARMUP}
+
+
+def _pick(table, value, what):
+    if isinstance(value, str):
+        try:
+            return table[value]
+        except KeyError:
+            raise ValueError("%s must be one of %s" % (what, ", ".join(table))) from None
+    return int(value)
+
+
+def _kind_bits(kinds):
+    """None (attention and mlp), "all", a list of kind names/KIND_* or bits."""
+    if kinds is None:
+        return 0
+    if isinstance(kinds, str):
+        if kinds == "all":
+            return (1 << KIND_COUNT) - 1
+        kinds = [kinds]
+    if isinstance(kinds, (list, tuple, set, frozenset)):
+        return sum(1 << _pick(_KINDS, k, "kind") for k in set(kinds))
+    return int(kinds)
+
+
+class Amp(_Handle):
+    """Amplitude-only fine-tuning (amp.h): each selected matrix of a base
+    model kept as W0 = U diag(s0) V^T, U and V frozen, only the scores trained.
+
+        with sr.Model.open("base.safetensors") as base:
+            amp = sr.Amp.create(base, layout="diag", kinds="all")
+            amp.scores[:] *= 1.01            # a zero-copy view: writes go to the library
+            w = amp.materialize(0)           # W0 + U diag(s - s0) V^T as numpy
+
+    The base Model must stay open while the amp lives (closing it closes the
+    amp first). The arrays of scores, initial_scores, offsets and basis() are
+    views of the library's memory: valid until the amp is closed."""
+
+    _what = "amp"
+
+    def __init__(self, handle, base):
+        if not handle:
+            raise ValueError("use Amp.create() or Amp.load()")
+        self._h = c_void_p(handle)
+        self.base = base
+        base._residuals.add(self)  # the model closes its dependants first
+
+    @classmethod
+    def create(cls, base, layout="diag", rank=0, kinds=None, pattern=None, min_dim=0,
+               threads=0):
+        """SVD bases of the base model's float matrices of the given kinds
+        (None: attention and mlp; "all"; or a list of names) whose name
+        matches pattern (a glob)."""
+        if not isinstance(base, Model):
+            raise TypeError("base must be a Model")
+        opts = _sized(_AmpOpts)
+        opts.layout = _pick(_AMP_LAYOUTS, layout, "layout")
+        opts.rank, opts.kinds, opts.threads = int(rank), _kind_bits(kinds), int(threads)
+        opts.pattern = None if pattern is None else _bytes(pattern, "pattern")
+        opts.min_dim = int(min_dim)
+        out = c_void_p()
+        _check(_lib.sresid_amp_create(base._handle(), byref(opts), byref(out)))
+        return cls(out.value, base)
+
+    @classmethod
+    def load(cls, base, path):
+        """A state saved by save() onto base: returns (amp, mask), mask None
+        when none was saved."""
+        if not isinstance(base, Model):
+            raise TypeError("base must be a Model")
+        out, mask = c_void_p(), c_void_p()
+        _check(_lib.sresid_amp_load(base._handle(), _bytes(path, "path"), byref(out),
+                                    byref(mask)))
+        amp = cls(out.value, base)
+        return amp, (Mask(mask.value) if mask.value else None)
+
+    def close(self):
+        """Free the amp (not its base). Idempotent; views become invalid."""
+        if getattr(self, "_h", None) is not None:
+            if self._h.value:
+                _lib.sresid_amp_free(self._h)
+            self._h = None
+            self.base._residuals.discard(self)
+
+    # -- sizes and facts --
+    def __len__(self):
+        return int(_lib.sresid_amp_count(self._handle()))
+
+    @property
+    def score_count(self):
+        return int(_lib.sresid_amp_score_count(self._handle()))
+
+    @property
+    def layout(self):
+        """"diag" or "core"."""
+        return "core" if _lib.sresid_amp_layout(self._handle()) == AMP_CORE else "diag"
+
+    def _t(self, t):
+        n, i = len(self), int(t)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError("tensor %d of an amp of %d tensors" % (int(t), n))
+        return i
+
+    def tensor(self, t):
+        """dict(name, index, rows, cols, rank, offset, count) of selected tensor t."""
+        info = _sized(_AmpTensorInfo)
+        _check(_lib.sresid_amp_tensor(self._handle(), self._t(t), byref(info)))
+        return {"name": _str(info.name), "index": int(info.index), "rows": int(info.rows),
+                "cols": int(info.cols), "rank": int(info.rank), "offset": int(info.offset),
+                "count": int(info.count)}
+
+    def tensors(self):
+        return [self.tensor(t) for t in range(len(self))]
+
+    def names(self):
+        return [self.tensor(t)["name"] for t in range(len(self))]
+
+    # -- zero-copy views --
+    def _view(self, ptr, ctype, dtype, shape, writeable):
+        n = int(np.prod(shape)) if len(shape) else 1
+        if not ptr or n == 0:
+            return np.zeros(shape, dtype=dtype)
+        buf = (ctype * n).from_address(ptr)
+        buf._amp = self  # the view keeps the Python object alive
+        arr = np.frombuffer(buf, dtype=dtype).reshape(shape)
+        if not writeable:
+            arr.flags.writeable = False
+        return arr
+
+    @property
+    def scores(self):
+        """The score vector as a writeable float32 view of the library's memory."""
+        h = self._handle()
+        return self._view(_lib.sresid_amp_scores(h), ctypes.c_float, np.float32,
+                          (self.score_count,), True)
+
+    @property
+    def initial_scores(self):
+        """s0 as a read-only float32 view."""
+        h = self._handle()
+        return self._view(_lib.sresid_amp_initial_scores(h), ctypes.c_float, np.float32,
+                          (self.score_count,), False)
+
+    @property
+    def offsets(self):
+        """Segment offsets (count + 1, uint64), read-only: tensor t's scores are
+        scores[offsets[t]:offsets[t + 1]]."""
+        h = self._handle()
+        return self._view(_lib.sresid_amp_offsets(h), ctypes.c_uint64, np.uint64,
+                          (len(self) + 1,), False)
+
+    def basis(self, t):
+        """(U, V) of tensor t as read-only float32 views, rows x rank and cols x rank."""
+        t = self._t(t)
+        info = self.tensor(t)
+        u, v = c_void_p(), c_void_p()
+        _check(_lib.sresid_amp_basis(self._handle(), t, byref(u), byref(v)))
+        return (self._view(u.value, ctypes.c_float, np.float32, (info["rows"], info["rank"]),
+                           False),
+                self._view(v.value, ctypes.c_float, np.float32, (info["cols"], info["rank"]),
+                           False))
+
+    def reset(self):
+        """Every score back to s0."""
+        _check(_lib.sresid_amp_reset(self._handle()))
+
+    # -- weights and gradients --
+    def materialize(self, t, out=None, add=False):
+        """W = W0 + U (S - S0) V^T of tensor t as a float32 (rows, cols) array
+        (or into out, a 2-D float32 array with unit column stride; with add,
+        out += U (S - S0) V^T)."""
+        t = self._t(t)
+        info = self.tensor(t)
+        if out is None:
+            if add:
+                raise ValueError("add=True needs out")
+            out = np.empty((info["rows"], info["cols"]), dtype=np.float32)
+        m = _Mat(out, "out")
+        if (m.rows, m.cols) != (info["rows"], info["cols"]):
+            raise ValueError("out is %dx%d, tensor %d is %dx%d" % (m.rows, m.cols, t,
+                                                                  info["rows"], info["cols"]))
+        if not m.array.flags.writeable:
+            raise ValueError("out must be writeable")
+        _check(_lib.sresid_amp_materialize(self._handle(), t, m.ptr, m.ld,
+                                           MATERIALIZE_ADD if add else 0))
+        return out
+
+    def project(self, t, grad, out=None, mask=None, accumulate=False, abs=False):
+        """The score gradient of tensor t from dL/dW (a float32 rows x cols
+        array): diag(U^T G V) (diag) or U^T G V (core), written into tensor t's
+        segment of out (score_count float32; new zeros when None), added with
+        accumulate, |.| added with abs. Returns out."""
+        t = self._t(t)
+        info = self.tensor(t)
+        g = _Mat(grad, "grad")
+        if (g.rows, g.cols) != (info["rows"], info["cols"]):
+            raise ValueError("grad is %dx%d, tensor %d is %dx%d" % (g.rows, g.cols, t,
+                                                                   info["rows"], info["cols"]))
+        if out is None:
+            out = np.zeros(self.score_count, dtype=np.float32)
+        out = _f32_vec(out, "out", self.score_count, writeable=True)
+        if mask is not None and not isinstance(mask, Mask):
+            raise TypeError("mask must be a Mask")
+        flags = (PROJECT_ACCUMULATE if accumulate else 0) | (PROJECT_ABS if abs else 0)
+        _check(_lib.sresid_amp_project(self._handle(), t, g.ptr, g.ld,
+                                       out.ctypes.data if out.size else None,
+                                       None if mask is None else mask._handle(), flags))
+        return out
+
+    # -- selection --
+    def select(self, rule, fraction, per_tensor=False, seed=0, saliency=None):
+        """A Mask of the given fraction of the scores by rule: "magnitude"
+        (largest |s0|), "random" (from seed), "gradient" (largest |saliency|,
+        score_count float32) or "warmup" (largest |s - s0|)."""
+        opts = _sized(_SelectOpts)
+        opts.flags = SELECT_PER_TENSOR if per_tensor else 0
+        opts.seed = int(seed)
+        if saliency is not None:
+            saliency = _f32_vec(saliency, "saliency", self.score_count)
+            opts.saliency = saliency.ctypes.data if saliency.size else None
+        out = c_void_p()
+        _check(_lib.sresid_amp_select(self._handle(), _pick(_RULES, rule, "rule"),
+                                      float(fraction), byref(opts), byref(out)))
+        return Mask(out.value)
+
+    def drop_grow(self, mask, share, saliency, per_tensor=False):
+        """The dynamic rule's update, in place on mask and the scores: drop the
+        share of active scores with the smallest |s - s0| (back to s0), grow
+        as many inactive ones with the largest saliency. Returns the Mask of
+        changed entries (reset their optimiser state)."""
+        if not isinstance(mask, Mask):
+            raise TypeError("mask must be a Mask")
+        n = self.score_count
+        saliency = _f32_vec(saliency, "saliency", n)
+        changed = Mask.create(len(mask))
+        _check(_lib.sresid_amp_drop_grow(self._handle(), mask._handle(), float(share),
+                                         saliency.ctypes.data if n else None,
+                                         SELECT_PER_TENSOR if per_tensor else 0,
+                                         changed._handle()))
+        return changed
+
+    # -- closed forms --
+    def fit(self, trained, mask=None):
+        """The best scores for a trained Model (S - S0 = U^T R V, or its
+        diagonal), only where mask allows; the others back to s0."""
+        if not isinstance(trained, Model):
+            raise TypeError("trained must be a Model")
+        if mask is not None and not isinstance(mask, Mask):
+            raise TypeError("mask must be a Mask")
+        _check(_lib.sresid_amp_fit(self._handle(), trained._handle(),
+                                   None if mask is None else mask._handle()))
+
+    def share(self, trained, fractions=(), per_tensor=False):
+        """Share of the residual energy the scores can capture. Returns a dict:
+        names (the selected tensors, then "total"), energy and captured
+        (count + 1 float64 each; the last row is the total), and
+        captured_magnitude, captured_oracle ((count + 1) x len(fractions)):
+        the share when only a fraction of the scores may change, chosen by
+        |s0| or by |U^T R V|."""
+        if not isinstance(trained, Model):
+            raise TypeError("trained must be a Model")
+        fr = np.ascontiguousarray(np.asarray(fractions, dtype=np.float64).ravel())
+        rows, nf = len(self) + 1, fr.size
+        energy, captured = np.empty(rows), np.empty(rows)
+        cm, co = np.empty((rows, nf)), np.empty((rows, nf))
+        _check(_lib.sresid_amp_share(self._handle(), trained._handle(),
+                                     fr.ctypes.data if nf else None, nf,
+                                     SELECT_PER_TENSOR if per_tensor else 0,
+                                     energy.ctypes.data, captured.ctypes.data,
+                                     cm.ctypes.data if nf else None,
+                                     co.ctypes.data if nf else None))
+        return {"names": self.names() + ["total"], "fractions": fr.tolist(), "energy": energy,
+                "captured": captured, "captured_magnitude": cm, "captured_oracle": co}
+
+    def export(self):
+        """A new in-memory Model: the base with the selected tensors rebuilt."""
+        out = c_void_p()
+        _check(_lib.sresid_amp_export(self._handle(), byref(out)))
+        return Model(out.value)
+
+    def save(self, path, mask=None, no_clobber=False):
+        """Save basis, scores and mask as safetensors (amp.h, docs/formats.md)."""
+        if mask is not None and not isinstance(mask, Mask):
+            raise TypeError("mask must be a Mask")
+        opts = _SaveOpts(size=ctypes.sizeof(_SaveOpts),
+                         flags=SAVE_NO_CLOBBER if no_clobber else 0)
+        _check(_lib.sresid_amp_save(self._handle(), None if mask is None else mask._handle(),
+                                    _bytes(path, "path"), byref(opts)))
+
+    def __repr__(self):
+        if self._h is None:
+            return "<sparseresid.Amp closed>"
+        return "<sparseresid.Amp %d tensors, %d scores, %s>" % (len(self), self.score_count,
+                                                                self.layout)
+
+
+__all__ += ["Amp", "AMP_DIAG", "AMP_CORE", "RULE_MAGNITUDE", "RULE_RANDOM", "RULE_GRADIENT",
+            "RULE_WARMUP", "SELECT_PER_TENSOR"]
+
 
 
 # ---- sparse residuals (residual.h) ----

@@ -174,6 +174,8 @@ bool sresid__utf8_valid(const char *s, size_t len);
 /* ---- residual (residual.c) ---- */
 /* The base model a residual pairs (borrowed). */
 const sresid_model *sresid__residual_base(const sresid_residual *r);
+/* The trained model it pairs (borrowed). */
+const sresid_model *sresid__residual_trained(const sresid_residual *r);
 
 /* ---- report (report.c, read by report_json.c) ---- */
 int32_t sresid__report_source(const sresid_report *r);
@@ -237,17 +239,19 @@ uint64_t sresid__fraction_count(double fraction, uint64_t n);
  * pass, in chunks of any size. With want_energy, k is instead the smallest
  * count whose largest values hold sum x^2 >= energy (sums in double). */
 typedef struct sresid__sel {
-    uint64_t k;          /* wanted count (settled for energy queries) */
-    double energy;       /* energy query target, or < 0 for a count query */
+    uint64_t k;          /* wanted count (capped after pass 0; settled for energy queries) */
+    double energy;       /* energy query: the share in [0, 1]; < 0 for a count query */
+    double target;       /* energy query, after pass 0: share * total_energy */
     int pass;            /* 0, 1, then 2 = settled */
     uint32_t hi;         /* after pass 0: the high bucket of the k-th value */
     uint64_t above;      /* entries strictly above bucket hi (and, settled, above threshold) */
-    double above_energy;
+    double above_energy; /* their sum of x^2 */
     uint64_t total;      /* entries seen in pass 0 */
-    double total_energy;
+    uint64_t zeros;      /* of which +0 or -0 */
+    double total_energy; /* sum of x^2 of all entries (bucket sums added largest first) */
     uint64_t *count;     /* 2^16 counts of the current pass */
-    double *esum;        /* 2^16 energy sums of the current pass */
-    float threshold;     /* settled: |x| of the k-th value (0 when k == 0: nothing kept) */
+    double *esum;        /* 2^16 energy sums of pass 0 (energy queries only) */
+    float threshold;     /* settled: |x| of the k-th value (INFINITY when k == 0: nothing kept) */
     uint64_t take_equal; /* settled: keep the first take_equal entries with |x| == threshold */
 } sresid__sel;
 /* Count query for k (capped at the entries seen). NOMEM. */
@@ -297,5 +301,17 @@ struct sresid_amp {
     float *scores;            /* nscores (+ slack) */
     float *s0;                /* nscores (+ slack) */
 };
+
+/* Thin SVD (svd.c) of the row-major m x n matrix w, truncated to r <=
+ * min(m, n): u (m x r) and v (n x r) row-major, s the r largest singular
+ * values, descending. name is for messages. UNSUPPORTED (sizes beyond
+ * LAPACK's 32-bit integers, no convergence), NOMEM. */
+sresid_status sresid__svd(const float *w, int64_t m, int64_t n, int64_t r, float *u, float *s,
+                          float *v, const char *name);
+/* An amp of count tensors with zeroed entries (amp.c); NULL on NOMEM. */
+sresid_amp *sresid__amp_new(const sresid_model *base, int32_t layout, size_t count);
+/* With each t[i].rank set: offsets, counts, nscores, and the scores and s0
+ * buffers allocated (contents undefined). OVERFLOW, NOMEM. */
+sresid_status sresid__amp_lay_out(sresid_amp *amp, const char *what);
 
 #endif /* SPARSERESID_INTERNAL_H */

@@ -147,6 +147,11 @@ const sresid_model *sresid__residual_base(const sresid_residual *r)
     return r->base;
 }
 
+const sresid_model *sresid__residual_trained(const sresid_residual *r)
+{
+    return r->trained;
+}
+
 size_t sresid_residual_count(const sresid_residual *r)
 {
     return r ? r->count : 0;

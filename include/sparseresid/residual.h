@@ -114,6 +114,13 @@ typedef struct sresid_sparse sresid_sparse;
 #define SRESID_SPARSE_ENERGY         4 /* the fewest largest entries with sum R^2 >= param * total */
 #define SRESID_SPARSE_DARE           5 /* each entry kept with probability param, scaled by 1/param */
 
+/* sresid_sparse_opts.flags */
+#define SRESID_SPARSE_IN_MEMORY 0x1u /* TOP, ENERGY: keep the float32 residual (4 bytes an entry)
+                                        after the first pass instead of reading it again; same
+                                        result, falls back to streaming when it does not fit */
+#define SRESID_SPARSE_ROUNDED   0x2u /* F32 values without their low parts: smaller, but base +
+                                        value may miss trained by rounding (docs/sparse.md) */
+
 typedef struct sresid_sparse_opts {
     size_t size;
     int32_t rule;        /* SRESID_SPARSE_*; default TOP */
@@ -121,13 +128,14 @@ typedef struct sresid_sparse_opts {
     double param;        /* fraction, threshold, energy share or keep probability; 0 = 0.1
                             (THRESHOLD: required, > 0) */
     uint64_t seed;       /* DARE */
-    int32_t threads;     /* 0 = sresid_get_threads() */
-    uint32_t flags;      /* reserved, 0 */
+    int32_t threads;     /* 0..4096; 1.0 works on the calling thread whatever the value */
+    uint32_t flags;      /* SRESID_SPARSE_* */
 } sresid_sparse_opts;
 
 /* Build a sparse residual. Memory is bounded by the kept entries plus one
- * tensor per thread: global rules stream the residual twice (first the
- * threshold, then the entries), so a checkpoint larger than RAM works.
+ * tensor: global rules stream the residual (counting passes find the
+ * threshold, a last pass collects the entries), so a checkpoint larger than
+ * RAM works; only SRESID_SPARSE_IN_MEMORY keeps the whole residual.
  * Counts: a fraction f of N entries keeps k = floor(f * N + 0.5) (over all
  * tensors for TOP, per tensor for TOP_PER_TENSOR); among equal |R| the
  * earlier tensor (in pairing order), then the lower position, wins. Every
@@ -146,9 +154,9 @@ SRESID_API void sresid_sparse_free(sresid_sparse *sparse);
 SRESID_API size_t sresid_sparse_count(const sresid_sparse *sparse);
 
 /* Facts and error report of one tensor, or of all together with
- * i == SRESID_ALL (name NULL, shape NULL, dtypes 0). The energy figures
- * exist only for a sparse residual built by sresid_sparse_create (NaN after
- * sresid_sparse_load). */
+ * i == SRESID_ALL (name NULL, shape NULL, base and index dtypes 0). The
+ * energy figures are saved in the file and read back by sresid_sparse_load;
+ * they are NaN where undefined (a residual with sum R^2 == 0). */
 typedef struct sresid_sparse_info {
     size_t size;
     const char *name;         /* borrowed */
@@ -163,7 +171,7 @@ typedef struct sresid_sparse_info {
     uint64_t dense_bytes;     /* numel * size of the base dtype */
     double ratio;             /* dense_bytes / bytes (Inf when nothing is kept) */
     double energy;            /* sum R^2 of the dense residual */
-    double kept_energy;       /* share of it the stored values hold */
+    double kept_energy;       /* share of it at the kept positions */
     double error;             /* |R - R_sparse| / |R| with the stored (rounded) values */
 } sresid_sparse_info;
 
@@ -186,16 +194,19 @@ SRESID_API sresid_status sresid_sparse_save(const sresid_sparse *sparse, const c
 /* Load and validate a sparse residual file completely: format tag and
  * version, metadata, dtypes, counts, positions in range, strictly
  * increasing (no duplicates), finite values. *out is the caller's.
- * Errors: INVALID_ARG, METADATA, DTYPE, SHAPE, OFFSETS, NONFINITE, NOMEM,
- * and the errors of sresid_model_open. */
+ * Errors: INVALID_ARG, METADATA (not a delta, bad metadata, a tensor the
+ * metadata does not list), NOT_FOUND (a listed tensor missing), DTYPE,
+ * SHAPE (count mismatch, position out of range, not increasing), NONFINITE,
+ * NOMEM, and the errors of sresid_model_open. */
 SRESID_API sresid_status sresid_sparse_load(const char *path, sresid_sparse **out);
 
 /* sresid_apply_opts.flags */
-#define SRESID_APPLY_FORCE 0x1u /* apply even if a base tensor's hash differs (shapes must agree) */
+#define SRESID_APPLY_FORCE 0x2u /* apply even if a base tensor's hash differs (shapes must agree);
+                                   0x1 is SRESID_SAVE_NO_CLOBBER */
 
 typedef struct sresid_apply_opts {
     size_t size;
-    double scale;    /* 0 = 1 */
+    double scale;    /* 0 = 1; finite */
     uint32_t flags;  /* SRESID_APPLY_* and SRESID_SAVE_NO_CLOBBER */
 } sresid_apply_opts;
 

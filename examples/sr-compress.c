@@ -1,0 +1,372 @@
+/* sr-compress: keep the largest entries of a fine-tune's residual and save
+ * them as a sparse delta (safetensors), with the error report. An example
+ * program of libsparseresid. */
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sparseresid/sparseresid.h>
+
+#include "cli.h"
+
+static const char *prog = "sr-compress";
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: %s BASE TRAINED -o DELTA.safetensors [options]\n"
+            "\n"
+            "Keeps the largest entries of the residual TRAINED - BASE and saves them as a\n"
+            "sparse delta (positions and values per tensor, docs/formats.md); sr-apply\n"
+            "adds it back to BASE. Prints the error report: kept entries, bytes,\n"
+            "compression ratio against the dense residual, relative error |R - R'|/|R|\n"
+            "and the share of sum R^2 kept.\n"
+            "\n"
+            "Rule (one; default --keep 0.1):\n"
+            "  --keep F             the fraction F of all entries with the largest |R|,\n"
+            "                       over the whole model (k = floor(F*N + 0.5))\n"
+            "  --per-tensor-keep F  the fraction F of each tensor's entries\n"
+            "  --threshold T        every entry with |R| >= T\n"
+            "  --energy E           the fewest largest entries holding the share E of sum R^2\n"
+            "  --dare P             each entry with probability P, scaled by 1/P\n"
+            "Options:\n"
+            "  -o, --output FILE    the delta to write (required)\n"
+            "  --dtype D            stored values: f32 (default), f16 or bf16\n"
+            "  --seed N             seed of --dare (default 0)\n"
+            "  --json FILE|-        write the error report as JSON to FILE, or to stdout\n"
+            "  --skip-mismatched    leave out tensors found on one side only or with\n"
+            "                       different shapes (default: fail)\n"
+            "  --layout L           out-first (default) or out-last; recorded for the\n"
+            "                       tensor listing only, positions are flat either way\n"
+            "  --in-memory          keep the residual in memory between passes (faster;\n"
+            "                       4 bytes an entry)\n"
+            "  --tensors            print one line per tensor\n"
+            "  --no-clobber         fail if the output exists\n"
+            "  --verbose            BLIS kernels and timing on stderr\n"
+            "  --help               show this text\n"
+            "\n"
+            "A checkpoint is a .safetensors file, a *.safetensors.index.json or a\n"
+            "directory of shards. Exit status: 0 ok, 1 error, 2 bad usage.\n",
+            prog);
+}
+
+static _Noreturn void bad_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static _Noreturn void bad_usage(const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "%s: ", prog);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n(try %s --help)\n", prog);
+    exit(2);
+}
+
+static double parse_num(const char *opt, const char *s, double lo, double hi, int open_lo)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (!*s || *end || errno || !isfinite(v) || v > hi || v < lo || (open_lo && v == lo))
+        bad_usage("%s wants a number in %s%g, %g], not '%s'", opt, open_lo ? "(" : "[", lo, hi,
+                  s);
+    return v;
+}
+
+typedef struct args {
+    const char *pos[2];
+    int npos;
+    const char *out, *json;
+    int32_t rule, dtype, layout;
+    double param;
+    uint64_t seed;
+    int skip_mismatched, in_memory, tensors, no_clobber, verbose;
+} args;
+
+static void parse_args(int argc, char **argv, args *a)
+{
+    int rules = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *v = NULL, *s = argv[i];
+        int r;
+        if (strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0) {
+            usage(stdout);
+            exit(0);
+        } else if (strcmp(s, "-o") == 0) {
+            if (++i >= argc)
+                bad_usage("-o wants a file name");
+            a->out = argv[i];
+        } else if ((r = sr_cli_opt_value(argc, argv, &i, "--output", &v)) != 0) {
+            if (r < 0)
+                bad_usage("--output wants a file name");
+            a->out = v;
+        } else if ((r = sr_cli_opt_value(argc, argv, &i, "--keep", &v)) != 0 ||
+                   (r = sr_cli_opt_value(argc, argv, &i, "--per-tensor-keep", &v)) != 0 ||
+                   (r = sr_cli_opt_value(argc, argv, &i, "--threshold", &v)) != 0 ||
+                   (r = sr_cli_opt_value(argc, argv, &i, "--energy", &v)) != 0 ||
+                   (r = sr_cli_opt_value(argc, argv, &i, "--dare", &v)) != 0) {
+            const char *opt = s;
+            const char *names[] = {"--keep", "--per-tensor-keep", "--threshold", "--energy",
+                                   "--dare"};
+            const int32_t codes[] = {SRESID_SPARSE_TOP, SRESID_SPARSE_TOP_PER_TENSOR,
+                                     SRESID_SPARSE_THRESHOLD, SRESID_SPARSE_ENERGY,
+                                     SRESID_SPARSE_DARE};
+            for (int k = 0; k < 5; k++) {
+                size_t n = strlen(names[k]);
+                if (strncmp(opt, names[k], n) == 0 && (opt[n] == '\0' || opt[n] == '=')) {
+                    a->rule = codes[k];
+                    opt = names[k];
+                }
+            }
+            if (r < 0)
+                bad_usage("%s wants a value", opt);
+            if (++rules > 1)
+                bad_usage("give one rule: --keep, --per-tensor-keep, --threshold, --energy or "
+                          "--dare");
+            a->param = a->rule == SRESID_SPARSE_THRESHOLD ? parse_num(opt, v, 0, HUGE_VAL, 1)
+                       : a->rule == SRESID_SPARSE_TOP || a->rule == SRESID_SPARSE_TOP_PER_TENSOR
+                           ? parse_num(opt, v, 0, 1, 0)
+                           : parse_num(opt, v, 0, 1, 1);
+        } else if ((r = sr_cli_opt_value(argc, argv, &i, "--dtype", &v)) != 0) {
+            if (r < 0)
+                bad_usage("--dtype wants f32, f16 or bf16");
+            if (strcmp(v, "f32") == 0)
+                a->dtype = SRESID_DTYPE_F32;
+            else if (strcmp(v, "f16") == 0)
+                a->dtype = SRESID_DTYPE_F16;
+            else if (strcmp(v, "bf16") == 0)
+                a->dtype = SRESID_DTYPE_BF16;
+            else
+                bad_usage("--dtype wants f32, f16 or bf16, not '%s'", v);
+        } else if ((r = sr_cli_opt_value(argc, argv, &i, "--seed", &v)) != 0) {
+            char *end;
+            errno = 0;
+            if (r < 0)
+                bad_usage("--seed wants an integer");
+            a->seed = strtoull(v, &end, 0);
+            if (!*v || *end || errno || strchr(v, '-'))
+                bad_usage("--seed wants an integer in [0, 2^64), not '%s'", v);
+        } else if ((r = sr_cli_opt_value(argc, argv, &i, "--json", &v)) != 0) {
+            if (r < 0)
+                bad_usage("--json wants a file name or -");
+            a->json = v;
+        } else if ((r = sr_cli_opt_value(argc, argv, &i, "--layout", &v)) != 0) {
+            if (r < 0)
+                bad_usage("--layout wants out-first or out-last");
+            if (strcmp(v, "out-first") == 0)
+                a->layout = SRESID_LAYOUT_OUT_FIRST;
+            else if (strcmp(v, "out-last") == 0)
+                a->layout = SRESID_LAYOUT_OUT_LAST;
+            else
+                bad_usage("--layout wants out-first or out-last, not '%s'", v);
+        } else if (strcmp(s, "--skip-mismatched") == 0) {
+            a->skip_mismatched = 1;
+        } else if (strcmp(s, "--in-memory") == 0) {
+            a->in_memory = 1;
+        } else if (strcmp(s, "--tensors") == 0) {
+            a->tensors = 1;
+        } else if (strcmp(s, "--no-clobber") == 0) {
+            a->no_clobber = 1;
+        } else if (strcmp(s, "--verbose") == 0 || strcmp(s, "-v") == 0) {
+            a->verbose = 1;
+        } else if (s[0] == '-' && s[1] != '\0') {
+            bad_usage("unknown option '%s'", s);
+        } else {
+            if (a->npos == 2)
+                bad_usage("give two checkpoints, BASE and TRAINED");
+            a->pos[a->npos++] = s;
+        }
+    }
+    if (a->npos != 2) {
+        usage(stderr);
+        exit(2);
+    }
+    if (!a->out)
+        bad_usage("give the output file with -o DELTA.safetensors");
+}
+
+static sresid_model *open_model(const char *path, int32_t layout)
+{
+    sresid_model_opts mo = {.size = sizeof mo, .layout = layout};
+    sresid_model *m = NULL;
+    sresid_status st = sresid_model_open(path, &mo, &m);
+    if (st)
+        sr_cli_die_open(prog, path, st);
+    return m;
+}
+
+static json_t *num(double v)
+{
+    return isfinite(v) ? json_real(v) : json_null();
+}
+
+/* The error report of one tensor (or the total) as JSON. */
+static json_t *info_json(const sresid_sparse_info *in)
+{
+    json_t *o = json_object();
+    if (in->name) {
+        json_t *shape = json_array();
+        for (int32_t d = 0; d < in->ndim; d++)
+            json_array_append_new(shape, json_integer(in->shape[d]));
+        json_object_set_new(o, "name", json_string(in->name));
+        json_object_set_new(o, "shape", shape);
+        json_object_set_new(o, "base_dtype", json_string(sresid_dtype_name(in->base_dtype)));
+        json_object_set_new(o, "index_dtype", json_string(sresid_dtype_name(in->index_dtype)));
+    }
+    json_object_set_new(o, "numel", json_integer(in->numel));
+    json_object_set_new(o, "kept", json_integer((json_int_t)in->kept));
+    json_object_set_new(o, "bytes", json_integer((json_int_t)in->bytes));
+    json_object_set_new(o, "dense_bytes", json_integer((json_int_t)in->dense_bytes));
+    json_object_set_new(o, "ratio", num(in->ratio));
+    json_object_set_new(o, "energy", num(in->energy));
+    json_object_set_new(o, "kept_energy", num(in->kept_energy));
+    json_object_set_new(o, "error", num(in->error));
+    return o;
+}
+
+static const char *rule_name(int32_t r)
+{
+    switch (r) {
+    case SRESID_SPARSE_TOP: return "top";
+    case SRESID_SPARSE_TOP_PER_TENSOR: return "top_per_tensor";
+    case SRESID_SPARSE_THRESHOLD: return "threshold";
+    case SRESID_SPARSE_ENERGY: return "energy";
+    default: return "dare";
+    }
+}
+
+/* Whole or not at all: a temporary file beside the target, then rename. */
+static void write_json(const char *path, const char *text)
+{
+    if (strcmp(path, "-") == 0) {
+        fputs(text, stdout);
+        fputc('\n', stdout);
+        return;
+    }
+    char *tmp = sr_cli_xfmt(prog, "%s.tmp-%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "w");
+    int ok = f && fputs(text, f) >= 0 && fputc('\n', f) != EOF;
+    if (f && fclose(f) != 0)
+        ok = 0;
+    if (!ok || rename(tmp, path) != 0) {
+        int e = errno;
+        if (f)
+            remove(tmp);
+        fprintf(stderr, "%s: %s: cannot write the report: %s\n", prog, path, strerror(e));
+        exit(1);
+    }
+    free(tmp);
+}
+
+int main(int argc, char **argv)
+{
+    int verbose = 0;
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+        verbose |= strcmp(argv[i], "--verbose") == 0 || strcmp(argv[i], "-v") == 0;
+    sr_cli_pick_blis_arch(verbose);
+    prog = sr_cli_prog(argc > 0 ? argv[0] : NULL);
+
+    args a = {.rule = SRESID_SPARSE_TOP, .param = 0.1, .dtype = SRESID_DTYPE_F32};
+    parse_args(argc, argv, &a);
+    if (a.rule != SRESID_SPARSE_THRESHOLD && a.param == 0)
+        bad_usage("a fraction of 0 keeps nothing; give a positive value");
+
+    sresid_model *base = open_model(a.pos[0], a.layout);
+    sresid_model *trained = open_model(a.pos[1], a.layout);
+    sresid_residual *res = NULL;
+    sresid_pair_opts po = {.size = sizeof po,
+                           .flags = a.skip_mismatched ? SRESID_PAIR_SKIP_MISMATCHED : 0u};
+    sresid_status st = sresid_residual_create(base, trained, &po, &res);
+    if (st) {
+        char *what = sr_cli_xfmt(prog, "cannot pair %s with %s (see --skip-mismatched)",
+                                 a.pos[0], a.pos[1]);
+        sr_cli_die(prog, what, st);
+    }
+    sresid_sparse_opts so = {.size = sizeof so,
+                             .rule = a.rule,
+                             .dtype = a.dtype,
+                             .param = a.param,
+                             .seed = a.seed,
+                             .flags = a.in_memory ? SRESID_SPARSE_IN_MEMORY : 0u};
+    sresid_sparse *sp = NULL;
+    if ((st = sresid_sparse_create(res, &so, &sp)))
+        sr_cli_die(prog, "compress", st);
+    sresid_save_opts sv = {.size = sizeof sv,
+                           .flags = a.no_clobber ? SRESID_SAVE_NO_CLOBBER : 0u};
+    if ((st = sresid_sparse_save(sp, a.out, &sv)))
+        sr_cli_die(prog, a.out, st);
+
+    size_t n = sresid_sparse_count(sp);
+    sresid_sparse_info tot = {.size = sizeof tot};
+    sresid_sparse_info_get(sp, SRESID_ALL, &tot);
+    if (a.json) {
+        json_t *doc = json_object(), *list = json_array();
+        json_object_set_new(doc, "base", json_string(a.pos[0]));
+        json_object_set_new(doc, "trained", json_string(a.pos[1]));
+        json_object_set_new(doc, "output", json_string(a.out));
+        json_object_set_new(doc, "rule", json_string(rule_name(a.rule)));
+        json_object_set_new(doc, "param", json_real(a.param));
+        json_object_set_new(doc, "value_dtype", json_string(sresid_dtype_name(a.dtype)));
+        json_object_set_new(doc, "seed", json_integer((json_int_t)a.seed));
+        for (size_t i = 0; i < n; i++) {
+            sresid_sparse_info in = {.size = sizeof in};
+            sresid_sparse_info_get(sp, i, &in);
+            json_array_append_new(list, info_json(&in));
+        }
+        json_object_set_new(doc, "tensors", list);
+        json_object_set_new(doc, "total", info_json(&tot));
+        json_t *un = json_array();
+        for (size_t i = 0; i < sresid_residual_unpaired_count(res); i++) {
+            const char *name;
+            int32_t why;
+            sresid_residual_unpaired(res, i, &name, &why);
+            json_array_append_new(un, json_string(name));
+        }
+        json_object_set_new(doc, "unpaired", un);
+        char *text = json_dumps(doc, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+        json_decref(doc);
+        if (!text) {
+            fprintf(stderr, "%s: out of memory\n", prog);
+            return 1;
+        }
+        write_json(a.json, text);
+        free(text);
+    }
+    if (!a.json || strcmp(a.json, "-") != 0) {
+        if (a.tensors) {
+            sr_cli_table t = {.ncols = 7, .right = "lrrrrrr", .indent = "  ", .prog = prog};
+            sr_cli_table_row(&t, sr_cli_xfmt(prog, "tensor"), sr_cli_xfmt(prog, "numel"),
+                             sr_cli_xfmt(prog, "kept"), sr_cli_xfmt(prog, "index"),
+                             sr_cli_xfmt(prog, "ratio"), sr_cli_xfmt(prog, "error"),
+                             sr_cli_xfmt(prog, "energy kept"));
+            for (size_t i = 0; i < n; i++) {
+                sresid_sparse_info in = {.size = sizeof in};
+                sresid_sparse_info_get(sp, i, &in);
+                sr_cli_table_row(&t, sr_cli_xfmt(prog, "%s", in.name),
+                                 sr_cli_xfmt(prog, "%lld", (long long)in.numel),
+                                 sr_cli_xfmt(prog, "%llu", (unsigned long long)in.kept),
+                                 sr_cli_xfmt(prog, "%s", sresid_dtype_name(in.index_dtype)),
+                                 sr_cli_xfmt(prog, "%.2f", in.ratio),
+                                 sr_cli_xfmt(prog, "%.6f", in.error),
+                                 sr_cli_xfmt(prog, "%.6f", in.kept_energy));
+            }
+            sr_cli_table_print(&t);
+        }
+        printf("%s: %zu tensors, kept %llu of %lld entries (%.4f%%), %llu bytes, %.2fx smaller "
+               "than the dense residual, relative error %.6f, energy kept %.6f\n",
+               a.out, n, (unsigned long long)tot.kept, (long long)tot.numel,
+               tot.numel ? 100.0 * (double)tot.kept / (double)tot.numel : 0.0,
+               (unsigned long long)tot.bytes, tot.ratio, tot.error, tot.kept_energy);
+    }
+    sresid_sparse_free(sp);
+    sresid_residual_free(res);
+    sresid_model_free(trained);
+    sresid_model_free(base);
+    return 0;
+}
