@@ -373,11 +373,12 @@ static sresid_amp *make_amp(const args *a, const sresid_model *base)
     sresid_status st = sresid_amp_create(base, &o, &amp);
     if (st == SRESID_ERR_NOT_FOUND) {
         char *k = kinds_text(a->kinds);
-        fprintf(stderr,
-                "%s: %s: no weight matrix of kinds %s%s%s%s: choose others with --kinds "
-                "(e.g. --kinds all) or --pattern\n",
-                prog, a->pos[0], k, a->pattern ? " matching '" : "", a->pattern ? a->pattern : "",
-                a->pattern ? "'" : "");
+        int all = a->kinds == (1u << SRESID_KIND_COUNT) - 1u;
+        fprintf(stderr, "%s: %s: no weight matrix of kinds %s%s%s%s: %s\n", prog, a->pos[0], k,
+                a->pattern ? " matching '" : "", a->pattern ? a->pattern : "",
+                a->pattern ? "'" : "",
+                all ? "choose another --pattern"
+                    : "choose others with --kinds (e.g. --kinds all) or --pattern");
         free(k);
         exit(1);
     }

@@ -384,7 +384,7 @@ static void print_table2(const demo_results *r)
     printf("  base task validation loss %.4f nats; full fine-tune %.4f (improvement %.4f)\n",
            r->base_task_loss, r->ft_task_loss, r->base_task_loss - r->ft_task_loss);
     sr_cli_table tb = {.ncols = 8, .right = "lrrrrrrr", .indent = "  ", .prog = prog};
-    sr_cli_table_row(&tb, xfmt("rule"), xfmt("scores"), xfmt("trainable"), xfmt("% of params"),
+    sr_cli_table_row(&tb, xfmt("rule"), xfmt("scores"), xfmt("trainable"), xfmt("%% of params"),
                      xfmt("val loss"), xfmt("improvement"), xfmt("efficiency"),
                      xfmt("study (magnitude)"));
     for (size_t i = 0; i < r->nrows; i++) {

@@ -423,7 +423,32 @@ _AMP_PROTOTYPES = {
 }
 
 # ---- structs and prototypes of the sparse residuals (residual.h) ----
+class _SparseOpts(Structure):
+    _fields_ = [("size", c_size_t), ("rule", c_int32), ("dtype", c_int32), ("param", c_double),
+                ("seed", c_uint64), ("threads", c_int32), ("flags", c_uint32)]
+
+
+class _SparseInfo(Structure):
+    _fields_ = [("size", c_size_t), ("name", c_char_p), ("shape", POINTER(c_int64)),
+                ("ndim", c_int32), ("base_dtype", c_int32), ("index_dtype", c_int32),
+                ("value_dtype", c_int32), ("numel", c_int64), ("kept", c_uint64),
+                ("bytes", c_uint64), ("dense_bytes", c_uint64), ("ratio", c_double),
+                ("energy", c_double), ("kept_energy", c_double), ("error", c_double)]
+
+
+class _ApplyOpts(Structure):
+    _fields_ = [("size", c_size_t), ("scale", c_double), ("flags", c_uint32)]
+
+
 _SPARSE_PROTOTYPES = {
+    "sresid_sparse_create": (c_int32, [c_void_p, POINTER(_SparseOpts), POINTER(c_void_p)]),
+    "sresid_sparse_free": (None, [c_void_p]),
+    "sresid_sparse_count": (c_size_t, [c_void_p]),
+    "sresid_sparse_info_get": (c_int32, [c_void_p, c_size_t, POINTER(_SparseInfo)]),
+    "sresid_sparse_entries": (c_int32, [c_void_p, c_size_t, c_void_p, c_void_p, c_uint64]),
+    "sresid_sparse_save": (c_int32, [c_void_p, c_char_p, POINTER(_SaveOpts)]),
+    "sresid_sparse_load": (c_int32, [c_char_p, POINTER(c_void_p)]),
+    "sresid_sparse_apply": (c_int32, [c_void_p, c_void_p, POINTER(_ApplyOpts), c_char_p]),
 }
 
 _PROBE_PROTOTYPES.update(_REPORT_PROTOTYPES)
@@ -2043,3 +2068,127 @@ __all__ += ["Amp", "AMP_DIAG", "AMP_CORE", "RULE_MAGNITUDE", "RULE_RANDOM", "RUL
 
 
 # ---- sparse residuals (residual.h) ----
+SPARSE_TOP = 1
+SPARSE_TOP_PER_TENSOR = 2
+SPARSE_THRESHOLD = 3
+SPARSE_ENERGY = 4
+SPARSE_DARE = 5
+SPARSE_IN_MEMORY = 0x1
+SPARSE_ROUNDED = 0x2
+APPLY_FORCE = 0x2
+
+_SPARSE_RULES = {"top": SPARSE_TOP, "top_per_tensor": SPARSE_TOP_PER_TENSOR,
+                 "threshold": SPARSE_THRESHOLD, "energy": SPARSE_ENERGY, "dare": SPARSE_DARE}
+_VALUE_DTYPES = {"f32": DTYPE_F32, "f16": DTYPE_F16, "bf16": DTYPE_BF16}
+_DTYPE_TEXT = {DTYPE_U8: "U8", DTYPE_U16: "U16", DTYPE_U32: "U32", DTYPE_U64: "U64",
+               DTYPE_F16: "F16", DTYPE_BF16: "BF16", DTYPE_F32: "F32", DTYPE_F64: "F64",
+               DTYPE_F8_E5M2: "F8_E5M2", DTYPE_F8_E4M3: "F8_E4M3"}
+
+
+class Sparse(_Handle):
+    """A sparse residual: the kept entries of each tensor of a residual.
+
+    Sparse.create(residual, rule="top", param=0.1, dtype="f32", seed=0,
+    in_memory=False, rounded=False) selects them; Sparse.load(path) reads a
+    delta file. It owns its data: the residual may be closed afterwards."""
+
+    _what = "sparse residual"
+
+    def __init__(self, handle):
+        if not handle:
+            raise ValueError("use Sparse.create() or Sparse.load()")
+        self._h = c_void_p(handle)
+
+    @classmethod
+    def create(cls, residual, rule="top", param=0.0, dtype="f32", seed=0, in_memory=False,
+               rounded=False):
+        if not isinstance(residual, Residual):
+            raise TypeError("residual must be a Residual")
+        if rule not in _SPARSE_RULES:
+            raise ValueError("rule must be one of %s" % ", ".join(sorted(_SPARSE_RULES)))
+        if dtype not in _VALUE_DTYPES:
+            raise ValueError("dtype must be f32, f16 or bf16")
+        opts = _SparseOpts(size=ctypes.sizeof(_SparseOpts), rule=_SPARSE_RULES[rule],
+                           dtype=_VALUE_DTYPES[dtype], param=float(param), seed=int(seed),
+                           flags=(SPARSE_IN_MEMORY if in_memory else 0) |
+                           (SPARSE_ROUNDED if rounded else 0))
+        out = c_void_p()
+        _check(_lib.sresid_sparse_create(residual._handle(), byref(opts), byref(out)))
+        return cls(out.value)
+
+    @classmethod
+    def load(cls, path):
+        out = c_void_p()
+        _check(_lib.sresid_sparse_load(_bytes(path, "path"), byref(out)))
+        return cls(out.value)
+
+    def close(self):
+        """Free the sparse residual. Idempotent."""
+        if getattr(self, "_h", None) is not None:
+            _lib.sresid_sparse_free(self._h)
+            self._h = None
+
+    def __len__(self):
+        return int(_lib.sresid_sparse_count(self._handle()))
+
+    def _index(self, i):
+        n = len(self)
+        j = int(i)
+        if j < 0:
+            j += n
+        if not 0 <= j < n:
+            raise IndexError("tensor index %d out of range (%d tensors)" % (int(i), n))
+        return j
+
+    def info(self, i=None):
+        """Facts and error report of tensor i, or of all tensors when i is None."""
+        j = ALL if i is None else self._index(i)
+        out = _SparseInfo()
+        out.size = ctypes.sizeof(_SparseInfo)
+        _check(_lib.sresid_sparse_info_get(self._handle(), j, byref(out)))
+        d = {k: getattr(out, k) for k in ("numel", "kept", "bytes", "dense_bytes", "ratio",
+                                         "energy", "kept_energy", "error")}
+        d["value_dtype"] = _DTYPE_TEXT.get(out.value_dtype)
+        if i is not None:
+            d["name"] = _str(out.name)
+            d["shape"] = [out.shape[k] for k in range(out.ndim)]
+            d["base_dtype"] = _DTYPE_TEXT.get(out.base_dtype)
+            d["index_dtype"] = _DTYPE_TEXT.get(out.index_dtype)
+        return d
+
+    def names(self):
+        return [self.info(i)["name"] for i in range(len(self))]
+
+    def entries(self, i):
+        """(positions as uint64, values as float32) of tensor i, positions ascending."""
+        j = self._index(i)
+        k = self.info(j)["kept"]
+        pos = np.empty(k, dtype=np.uint64)
+        val = np.empty(k, dtype=np.float32)
+        _check(_lib.sresid_sparse_entries(self._handle(), j, pos.ctypes.data_as(c_void_p),
+                                          val.ctypes.data_as(c_void_p), k))
+        return pos, val
+
+    def save(self, path, no_clobber=False):
+        opts = _SaveOpts(size=ctypes.sizeof(_SaveOpts), flags=SAVE_NO_CLOBBER if no_clobber else 0)
+        _check(_lib.sresid_sparse_save(self._handle(), _bytes(path, "path"), byref(opts)))
+
+    def apply(self, base, path, scale=1.0, force=False, no_clobber=False):
+        """Write base + scale * self to path as a full safetensors model."""
+        if not isinstance(base, Model):
+            raise TypeError("base must be a Model")
+        opts = _ApplyOpts(size=ctypes.sizeof(_ApplyOpts), scale=float(scale),
+                          flags=(APPLY_FORCE if force else 0) |
+                          (SAVE_NO_CLOBBER if no_clobber else 0))
+        _check(_lib.sresid_sparse_apply(self._handle(), base._handle(), byref(opts),
+                                        _bytes(path, "path")))
+
+    def __repr__(self):
+        if self._h is None:
+            return "<sparseresid.Sparse closed>"
+        return "<sparseresid.Sparse %d tensors, %d kept>" % (len(self), self.info()["kept"])
+
+
+__all__ += ["Sparse", "SPARSE_TOP", "SPARSE_TOP_PER_TENSOR", "SPARSE_THRESHOLD",
+            "SPARSE_ENERGY", "SPARSE_DARE", "SPARSE_IN_MEMORY", "SPARSE_ROUNDED",
+            "APPLY_FORCE"]

@@ -50,26 +50,37 @@ void sresid_amp_free(sresid_amp *amp)
 /* ---- creation ---- */
 
 /* Make the basis reproducible: the largest-|.| entry of each u_j (lowest
- * index among equal ones) positive, v_j flipped along with u_j. */
-static void canonical_signs(float *u, float *v, int64_t m, int64_t n, int64_t r)
+ * index among equal ones) positive, v_j flipped along with u_j. Row by row,
+ * so that the passes run along memory. */
+static bool canonical_signs(float *u, float *v, int64_t m, int64_t n, int64_t r)
 {
+    float *big = malloc((size_t)r * sizeof *big), *sign = malloc((size_t)r * sizeof *sign);
+    if (!big || !sign) {
+        free(big);
+        free(sign);
+        return false;
+    }
     for (int64_t j = 0; j < r; j++) {
-        int64_t best = 0;
-        float big = -1;
-        for (int64_t i = 0; i < m; i++) {
-            float a = fabsf(u[i * r + j]);
-            if (a > big) {
-                big = a;
-                best = i;
+        big[j] = -1;
+        sign[j] = 1;
+    }
+    for (int64_t i = 0; i < m; i++) /* strictly greater: the first maximum wins */
+        for (int64_t j = 0; j < r; j++) {
+            float x = u[i * r + j], ax = fabsf(x);
+            if (ax > big[j]) {
+                big[j] = ax;
+                sign[j] = x < 0 ? -1.0f : 1.0f;
             }
         }
-        if (u[best * r + j] >= 0)
-            continue;
-        for (int64_t i = 0; i < m; i++)
-            u[i * r + j] = -u[i * r + j];
-        for (int64_t i = 0; i < n; i++)
-            v[i * r + j] = -v[i * r + j];
-    }
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < r; j++)
+            u[i * r + j] *= sign[j];
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < r; j++)
+            v[i * r + j] *= sign[j];
+    free(big);
+    free(sign);
+    return true;
 }
 
 typedef struct basis_job {
@@ -86,6 +97,17 @@ typedef struct basis_pool {
     atomic_size_t next;
     atomic_bool stop;
 } basis_pool;
+
+typedef struct reload_ctx {
+    const sresid_model *base;
+    const sresid__tensor *t;
+} reload_ctx;
+
+static sresid_status reload_w0(void *ctx, float *w)
+{
+    const reload_ctx *c = ctx;
+    return sresid__tensor_to_f32(c->base, c->t, 0, (size_t)c->t->numel, w);
+}
 
 static sresid_status basis_of(const sresid_model *base, sresid__amp_tensor *a, float *s)
 {
@@ -106,10 +128,16 @@ static sresid_status basis_of(const sresid_model *base, sresid__amp_tensor *a, f
                           T->name);
         goto fail;
     }
-    if ((st = sresid__svd(w, m, n, r, u, s, v, T->name)))
+    reload_ctx rc = {base, T};
+    if ((st = sresid__svd(w, m, n, r, u, s, v, T->name, reload_w0, &rc)))
         goto fail;
     free(w);
-    canonical_signs(u, v, m, n, r);
+    w = NULL;
+    if (!canonical_signs(u, v, m, n, r)) {
+        st = sresid__fail(SRESID_ERR_NOMEM, "sresid_amp_create: out of memory for tensor '%s'",
+                          T->name);
+        goto fail;
+    }
     a->u = u;
     a->v = v;
     return SRESID_OK;

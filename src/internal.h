@@ -304,10 +304,13 @@ struct sresid_amp {
 
 /* Thin SVD (svd.c) of the row-major m x n matrix w, truncated to r <=
  * min(m, n): u (m x r) and v (n x r) row-major, s the r largest singular
- * values, descending. name is for messages. UNSUPPORTED (sizes beyond
- * LAPACK's 32-bit integers, no convergence), NOMEM. */
-sresid_status sresid__svd(const float *w, int64_t m, int64_t n, int64_t r, float *u, float *s,
-                          float *v, const char *name);
+ * values, descending. w is overwritten; reload(ctx, w) refills it for a
+ * second attempt (sgesvd after sgesdd fails). name is for messages.
+ * UNSUPPORTED (sizes beyond LAPACK's 32-bit integers, no convergence),
+ * NOMEM, or reload's status. */
+sresid_status sresid__svd(float *w, int64_t m, int64_t n, int64_t r, float *u, float *s, float *v,
+                          const char *name, sresid_status (*reload)(void *ctx, float *w),
+                          void *ctx);
 /* An amp of count tensors with zeroed entries (amp.c); NULL on NOMEM. */
 sresid_amp *sresid__amp_new(const sresid_model *base, int32_t layout, size_t count);
 /* With each t[i].rank set: offsets, counts, nscores, and the scores and s0

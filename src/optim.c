@@ -219,30 +219,48 @@ static factors step_factors(const sresid_optim *p, uint64_t t)
     return f;
 }
 
-static inline void adamw_one(const factors *f, float *p, const float *g, float *m, float *v,
-                             uint64_t i)
+/* The update over a run [a, b) of entries, all allowed. Factors are copied
+ * to locals and the buffers do not overlap (params, grad and the state are
+ * distinct arrays), so the compiler may vectorise. */
+static void adamw_run(const factors *fp, float *restrict p, const float *restrict g,
+                      float *restrict m, float *restrict v, uint64_t a, uint64_t b)
 {
-    float gi = g[i], pi = p[i] * f->decay;
-    float mi = f->b1 * m[i] + f->c1 * gi;
-    float vi = f->b2 * v[i] + f->c2 * gi * gi;
-    m[i] = mi;
-    v[i] = vi;
-    p[i] = pi - f->step * (mi / (sqrtf(vi) * f->inv_bc2 + f->eps));
-}
-
-static inline void sgd_one(const factors *f, bool momentum, bool nesterov, float *p,
-                           const float *g, float *m, uint64_t i)
-{
-    float gi = g[i] + f->wd * p[i];
-    if (momentum) {
-        float b = f->mom * m[i] + gi;
-        m[i] = b;
-        gi = nesterov ? gi + f->mom * b : b;
+    const factors f = *fp;
+    for (uint64_t i = a; i < b; i++) {
+        float gi = g[i], pi = p[i] * f.decay;
+        float mi = f.b1 * m[i] + f.c1 * gi;
+        float vi = f.b2 * v[i] + f.c2 * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        /* vi >= 0: the builtin needs no errno path */
+        p[i] = pi - f.step * (mi / (__builtin_sqrtf(vi) * f.inv_bc2 + f.eps));
     }
-    p[i] = p[i] - f->step * gi;
 }
 
-/* Apply the update to every entry words allows (NULL: all). */
+static void sgd_run(const factors *fp, bool momentum, bool nesterov, float *restrict p,
+                    const float *restrict g, float *restrict m, uint64_t a, uint64_t b)
+{
+    const factors f = *fp;
+    if (!momentum) {
+        for (uint64_t i = a; i < b; i++)
+            p[i] = p[i] - f.step * (g[i] + f.wd * p[i]);
+    } else if (!nesterov) {
+        for (uint64_t i = a; i < b; i++) {
+            float gi = g[i] + f.wd * p[i], bi = f.mom * m[i] + gi;
+            m[i] = bi;
+            p[i] = p[i] - f.step * bi;
+        }
+    } else {
+        for (uint64_t i = a; i < b; i++) {
+            float gi = g[i] + f.wd * p[i], bi = f.mom * m[i] + gi;
+            m[i] = bi;
+            p[i] = p[i] - f.step * (gi + f.mom * bi);
+        }
+    }
+}
+
+/* Apply the update to every entry words allows (NULL: all): runs of set
+ * bits go to the loops above. */
 static void run(const sresid_optim *opt, const factors *f, float *p, const float *g,
                 const uint64_t *words)
 {
@@ -251,32 +269,30 @@ static void run(const sresid_optim *opt, const factors *f, float *p, const float
     const bool adam = opt->o.kind == SRESID_OPTIM_ADAMW;
     const bool mom = !adam && opt->o.momentum != 0;
     const bool nest = !adam && (opt->o.flags & SRESID_OPTIM_NESTEROV);
-#define ONE(i)                                         \
+#define RUN(a, b)                                      \
     do {                                               \
         if (adam)                                      \
-            adamw_one(f, p, g, m, v, (i));             \
+            adamw_run(f, p, g, m, v, (a), (b));        \
         else                                           \
-            sgd_one(f, mom, nest, p, g, m, (i));       \
+            sgd_run(f, mom, nest, p, g, m, (a), (b));  \
     } while (0)
     if (!words) {
-        for (uint64_t i = 0; i < n; i++)
-            ONE(i);
+        RUN(0, n);
         return;
     }
-    for (uint64_t w = 0; w < n / 64 + (n % 64 != 0); w++) {
+    const uint64_t nw = n / 64 + (n % 64 != 0);
+    for (uint64_t w = 0; w < nw; w++) {
         uint64_t bits = words[w];
-        if (bits == ~0ull) {
-            for (uint64_t i = w * 64; i < w * 64 + 64; i++)
-                ONE(i);
-            continue;
-        }
         while (bits) {
-            uint64_t i = w * 64 + (uint64_t)__builtin_ctzll(bits);
-            ONE(i);
-            bits &= bits - 1;
+            /* the next run of set bits within this word */
+            unsigned lo = (unsigned)__builtin_ctzll(bits);
+            uint64_t rest = ~bits >> lo;
+            unsigned len = rest ? (unsigned)__builtin_ctzll(rest) : 64 - lo;
+            RUN(w * 64 + lo, w * 64 + lo + len);
+            bits = len + lo >= 64 ? 0 : bits & (~0ull << (lo + len));
         }
     }
-#undef ONE
+#undef RUN
 }
 
 static sresid_status check_mask(const sresid_optim *optim, const sresid_mask *mask,

@@ -73,8 +73,9 @@ static int factor(bool dd, int lm, int ln, float *a, float *s, float *uu, float 
     return info;
 }
 
-sresid_status sresid__svd(const float *w, int64_t m, int64_t n, int64_t r, float *u, float *s,
-                          float *v, const char *name)
+sresid_status sresid__svd(float *w, int64_t m, int64_t n, int64_t r, float *u, float *s, float *v,
+                          const char *name, sresid_status (*reload)(void *ctx, float *w),
+                          void *ctx)
 {
     if (m < 1 || n < 1 || m > INT_MAX || n > INT_MAX)
         return sresid__fail(SRESID_ERR_UNSUPPORTED,
@@ -82,21 +83,21 @@ sresid_status sresid__svd(const float *w, int64_t m, int64_t n, int64_t r, float
                             (long long)m, (long long)n);
     int lm = (int)n, ln = (int)m; /* LAPACK sees W^T */
     int64_t k = m < n ? m : n;
-    size_t mn = (size_t)m * (size_t)n;
-    float *a = malloc((mn + SRESID__BLAS_SLACK) * sizeof *a);
+    /* fresh pages cost more than the copies they would save here, so
+     * LAPACK writes B straight into u when no column is cut */
     float *sv = malloc(((size_t)k + SRESID__BLAS_SLACK) * sizeof *sv);
     float *uu = malloc(((size_t)n * (size_t)k + SRESID__BLAS_SLACK) * sizeof *uu);
-    float *vt = malloc(((size_t)k * (size_t)m + SRESID__BLAS_SLACK) * sizeof *vt);
+    float *vt = r == k ? u : malloc(((size_t)k * (size_t)m + SRESID__BLAS_SLACK) * sizeof *vt);
     sresid_status st = SRESID_OK;
-    if (!a || !sv || !uu || !vt) {
+    if (!sv || !uu || !vt) {
         st = sresid__fail(SRESID_ERR_NOMEM, "tensor '%s': out of memory for its SVD", name);
         goto out;
     }
-    memcpy(a, w, mn * sizeof *a);
-    int info = factor(true, lm, ln, a, sv, uu, vt);
+    int info = factor(true, lm, ln, w, sv, uu, vt);
     if (info > 0) { /* divide and conquer did not converge: the QR iteration may */
-        memcpy(a, w, mn * sizeof *a);
-        info = factor(false, lm, ln, a, sv, uu, vt);
+        if ((st = reload(ctx, w)))
+            goto out;
+        info = factor(false, lm, ln, w, sv, uu, vt);
     }
     if (info == -1000)
         st = sresid__fail(SRESID_ERR_UNSUPPORTED,
@@ -111,17 +112,21 @@ sresid_status sresid__svd(const float *w, int64_t m, int64_t n, int64_t r, float
     if (st)
         goto out;
     /* U = B: row i of the row-major m x k matrix vt, first r entries */
-    for (int64_t i = 0; i < m; i++)
-        memcpy(u + i * r, vt + i * k, (size_t)r * sizeof *u);
-    /* V = A: transpose of the column-major n x k matrix uu, first r columns */
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t j = 0; j < r; j++)
-            v[i * r + j] = uu[i + j * n];
+    if (vt != u)
+        for (int64_t i = 0; i < m; i++)
+            memcpy(u + i * r, vt + i * k, (size_t)r * sizeof *u);
+    /* V = A: transpose of the column-major n x k matrix uu, first r
+     * columns, by tiles so that both sides stay in cache */
+    for (int64_t i0 = 0; i0 < n; i0 += 64)
+        for (int64_t j0 = 0; j0 < r; j0 += 64)
+            for (int64_t j = j0; j < j0 + 64 && j < r; j++)
+                for (int64_t i = i0; i < i0 + 64 && i < n; i++)
+                    v[i * r + j] = uu[i + j * n];
     memcpy(s, sv, (size_t)r * sizeof *s);
 out:
-    free(a);
     free(sv);
     free(uu);
-    free(vt);
+    if (vt != u)
+        free(vt);
     return st;
 }

@@ -1,0 +1,16 @@
+#!/bin/sh
+# Sparse residual benchmark: sr-compress / sr-apply against numpy
+# (argpartition, np.add.at) on a 1e8-parameter pair, and the peak RSS of a
+# global top-k over a 4 GB checkpoint. See bench/README.md, "## Sparse
+# residual deltas".
+#
+# usage: sh bench/run-sparse.sh [--reps N] [--no-big] [--dir DIR]
+#
+# One thread (SRESID_NUM_THREADS=1, OMP/BLIS threads 1) and BLIS_ARCH_TYPE=0
+# unless set, for the library and numpy alike.
+set -eu
+cd "$(dirname "$0")/.."
+make -s all
+export BLIS_ARCH_TYPE=${BLIS_ARCH_TYPE:-0}
+export SRESID_NUM_THREADS=1 OMP_NUM_THREADS=1 BLIS_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+exec /usr/bin/python3 bench/sparse.py "$@"
