@@ -96,15 +96,10 @@ def numpy_apply(base, delta, out):
     b.tofile(out)
 
 
-def timed(cmd):
-    t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, err = p.communicate()
-    _, status, ru = os.wait4(p.pid, 0) if False else (None, p.returncode, None)
-    dt = time.perf_counter() - t0
-    if status != 0:
-        sys.exit("bench: %s failed: %s" % (" ".join(cmd), err.decode()))
-    return dt
+def warm_up(cmd):
+    p = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if p.returncode != 0:
+        sys.exit("bench: %s failed: %s" % (" ".join(cmd), p.stderr.decode()))
 
 
 def peak_rss(cmd):
@@ -164,7 +159,7 @@ def main():
     }
     results = {}
     for name, cmd in jobs.items():
-        timed(cmd)  # warm-up: page cache, and the delta for the apply
+        warm_up(cmd)  # page cache, and the delta for the apply
     for _ in range(a.reps):
         for name, cmd in jobs.items():
             dt, rss = peak_rss(cmd)

@@ -14,10 +14,12 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "sparse.h"
 
 #define BLOCK 65536 /* elements read per step */
+#define HUGE_PAGE ((size_t)2 << 20)
 
 /* ---- index encoding ---- */
 
@@ -160,7 +162,12 @@ static void cache_range(builder *bd, size_t lo, size_t hi)
     if (total == 0 || total > SIZE_MAX / sizeof(float))
         return;
     bd->coff = malloc((hi - lo + 1) * sizeof *bd->coff);
-    bd->cache = malloc((size_t)total * sizeof(float));
+    /* huge pages where the system allows: first touching a large buffer in
+     * 4 KiB pages costs more than the reads it saves */
+    size_t bytes = ((size_t)total * sizeof(float) + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+    bd->cache = aligned_alloc(HUGE_PAGE, bytes);
+    if (bd->cache)
+        madvise(bd->cache, bytes, MADV_HUGEPAGE);
     if (!bd->coff || !bd->cache) {
         free(bd->cache);
         free(bd->coff);
