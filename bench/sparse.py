@@ -193,9 +193,10 @@ def main():
     for frac in ("0.001", "0.01"):
         dt, rss = peak_rss([COMPRESS, base, trained, "-o", delta, "--keep", frac])
         k = int(np.floor(float(frac) * a.big + 0.5))
-        print("global top %s over %d params: %.1f s, peak RSS %.0f MiB; kept %d entries = "
-              "%.0f MiB at 12 B + %.0f MiB at 8 B (positions while collecting)"
-              % (frac, a.big, dt, rss, k, 12 * k / 2**20, 8 * (k / 16) / 2**20), flush=True)
+        print("global top %s over %d params: %.1f s, peak RSS %.0f MiB; kept %d entries, "
+              "delta %.0f MiB (at most 12 B an entry: %.0f MiB)"
+              % (frac, a.big, dt, rss, k, os.path.getsize(delta) / 2**20, 12 * k / 2**20),
+              flush=True)
     os.unlink(delta)
     shutil.rmtree(d)
 

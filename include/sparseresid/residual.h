@@ -98,8 +98,9 @@ SRESID_API sresid_status sresid_residual_unpaired(const sresid_residual *residua
  * positions and the values of the kept residual entries, values stored as
  * F32, F16 or BF16 (rounded to nearest even). It saves as a safetensors file
  * (docs/formats.md: "NAME.idx" delta-encoded positions in the smallest of
- * U8/U16/U32/U64 that holds the largest gap, "NAME.val", metadata with the
- * rule, counts, shapes and the XXH3-128 hash of every base tensor) and
+ * U8/U16/U32/U64 that holds the largest gap, "NAME.val", for F32 values
+ * "NAME.lo" low parts where base + value would miss trained, metadata with
+ * the rule, counts, shapes and the XXH3-128 hash of every base tensor) and
  * applies to its base: trained' = base + scale * R_sparse.
  *
  * Thread safety: a sparse residual is read-only once built; its functions
