@@ -50,6 +50,7 @@ static void usage(FILE *f)
             "  --dim N            width d (default %d)\n"
             "  --heads N          attention heads, dividing d (default %d)\n"
             "  --context N        tokens per sequence (default %d)\n"
+            "  --amp-lr X         peak learning rate of the scores (default 0.01)\n"
             "  --corpus FILE      another text instead of the bundled one (split by share:\n"
             "                     first 70 %% pre-training, the rest the task)\n"
             "  --out DIR          output directory (default ./sr-demo-out): DIR/cache holds\n"
@@ -97,6 +98,16 @@ static uint64_t parse_seed(const char *s)
     unsigned long long v = strtoull(s, &end, 0);
     if (!*s || *end || errno || strchr(s, '-'))
         die("--seed wants an integer in [0, 2^64), not '%s'", s);
+    return v;
+}
+
+static double parse_real(const char *opt, const char *s, double lo, double hi)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (!*s || *end || errno || !(v >= lo && v <= hi))
+        die("%s wants a number in [%g, %g], not '%s'", opt, lo, hi, s);
     return v;
 }
 
@@ -190,6 +201,8 @@ static void parse_args(int argc, char **argv, demo_settings *s, flags *fl)
             s->model.heads = (int)parse_int("--heads", v, 1, 4096);
         else if (VALUE("--context"))
             s->model.context = (int)parse_int("--context", v, 2, 4096);
+        else if (VALUE("--amp-lr"))
+            s->amp_lr = parse_real("--amp-lr", v, 1e-6, 10);
         else if (VALUE("--threads"))
             s->threads = (int)parse_int("--threads", v, 1, 4096);
         else if (VALUE("--corpus"))
