@@ -207,6 +207,13 @@ sresid_status sresid__afile_close(sresid__afile *f, sresid_status st, uint32_t f
 /* Map one file and append its tensors and metadata to m. */
 sresid_status sresid__st_open_file(sresid_model *m, const char *path);
 sresid_status sresid__st_save(const sresid_model *m, const char *path, uint32_t flags);
+/* The layout sresid__st_save writes: *order (malloc'd, count entries) the
+ * tensors in file order, *head (malloc'd, *head_len bytes) the length prefix
+ * and the padded header, which the tensors' bytes follow in that order.
+ * path is for messages. NOMEM. */
+sresid_status sresid__st_layout(const sresid_model *m, const char *path,
+                                const sresid__tensor ***order, unsigned char **head,
+                                size_t *head_len);
 
 /* ---- shards (shards.c) ---- */
 sresid_status sresid__open_index(sresid_model *m, const char *index_path);

@@ -329,30 +329,47 @@ static char *build_header(const sresid_model *m, const sresid__tensor **order, s
     return buf;
 }
 
-sresid_status sresid__st_save(const sresid_model *m, const char *path, uint32_t flags)
+sresid_status sresid__st_layout(const sresid_model *m, const char *path,
+                                const sresid__tensor ***order, unsigned char **head,
+                                size_t *head_len)
 {
-    const sresid__tensor **order = malloc((m->count ? m->count : 1) * sizeof *order);
-    if (!order)
+    const sresid__tensor **ord = malloc((m->count ? m->count : 1) * sizeof *ord);
+    if (!ord)
         return sresid__fail(SRESID_ERR_NOMEM, "%s: out of memory", path);
     for (size_t i = 0; i < m->count; i++)
-        order[i] = &m->tensors[i];
-    qsort(order, m->count, sizeof *order, cmp_save_order);
+        ord[i] = &m->tensors[i];
+    qsort(ord, m->count, sizeof *ord, cmp_save_order);
     size_t hlen = 0;
-    char *header = build_header(m, order, &hlen);
-    if (!header) {
-        free(order);
+    char *header = build_header(m, ord, &hlen);
+    unsigned char *buf = header ? malloc(8 + hlen) : NULL;
+    if (!buf) {
+        free(header);
+        free(ord);
         return sresid__fail(SRESID_ERR_NOMEM, "%s: cannot build the header", path);
     }
+    for (int i = 0; i < 8; i++)
+        buf[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
+    memcpy(buf + 8, header, hlen);
+    free(header);
+    *order = ord;
+    *head = buf;
+    *head_len = 8 + hlen;
+    return SRESID_OK;
+}
+
+sresid_status sresid__st_save(const sresid_model *m, const char *path, uint32_t flags)
+{
+    const sresid__tensor **order = NULL;
+    unsigned char *head = NULL;
+    size_t head_len = 0;
+    sresid_status st = sresid__st_layout(m, path, &order, &head, &head_len);
+    if (st)
+        return st;
 
     sresid__afile f;
-    sresid_status st = sresid__afile_open(&f, path);
-    if (st)
+    if ((st = sresid__afile_open(&f, path)))
         goto out;
-    unsigned char lenbuf[8];
-    for (int i = 0; i < 8; i++)
-        lenbuf[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
-    sresid__afile_write(&f, lenbuf, 8);
-    sresid__afile_write(&f, header, hlen);
+    sresid__afile_write(&f, head, head_len);
     /* Opened tensors are copied with pread through a bounce buffer: nothing
      * of the source stays resident and a source file that shrank is an IO
      * error, not a fault. */
@@ -376,7 +393,7 @@ sresid_status sresid__st_save(const sresid_model *m, const char *path, uint32_t 
     free(bounce);
     st = sresid__afile_close(&f, st, (flags & SRESID_SAVE_NO_CLOBBER) ? SRESID__AFILE_NO_CLOBBER : 0);
 out:
-    free(header);
+    free(head);
     free(order);
     return st;
 }

@@ -1,7 +1,6 @@
 /* Applying a sparse residual: base + scale * R_sparse, streamed tensor by
  * tensor into a safetensors file in the base's dtypes. Only the kept
  * positions change; every other byte is copied as stored. */
-#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,58 +9,6 @@
 #include "sparse.h"
 
 #define CHUNK ((size_t)1 << 20) /* bytes read and written per step */
-
-static int cmp_save_order(const void *a, const void *b)
-{
-    const sresid__tensor *x = *(const sresid__tensor *const *)a,
-                         *y = *(const sresid__tensor *const *)b;
-    if (x->dtype != y->dtype)
-        return x->dtype > y->dtype ? -1 : 1;
-    return strcmp(x->name, y->name);
-}
-
-/* Header in sresid_model_save's layout (docs/formats.md "Saving"). */
-static char *build_header(const sresid_model *m, const sresid__tensor **order, size_t *hlen)
-{
-    json_t *root = json_object();
-    bool ok = root != NULL;
-    if (ok && m->meta_count) {
-        json_t *meta = json_object();
-        ok = meta && json_object_set_new(root, "__metadata__", meta) == 0;
-        for (size_t i = 0; ok && i < m->meta_count; i++)
-            ok = json_object_set_new(meta, m->meta_keys[i], json_string(m->meta_values[i])) == 0;
-    }
-    uint64_t off = 0;
-    for (size_t i = 0; ok && i < m->count; i++) {
-        const sresid__tensor *t = order[i];
-        json_t *shape = json_array();
-        ok = shape != NULL;
-        for (int32_t d = 0; ok && d < t->ndim; d++)
-            ok = json_array_append_new(shape, json_integer(t->shape[d])) == 0;
-        json_t *e = ok ? json_pack("{s:s, s:o, s:[I, I]}", "dtype", sresid_dtype_name(t->dtype),
-                                   "shape", shape, "data_offsets", (json_int_t)off,
-                                   (json_int_t)(off + t->nbytes))
-                       : NULL;
-        if (!e)
-            json_decref(shape);
-        ok = e && json_object_set_new(root, t->name, e) == 0;
-        off += t->nbytes;
-    }
-    char *text = ok ? json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-    json_decref(root);
-    if (!text)
-        return NULL;
-    size_t n = strlen(text), padded = (n + 7) & ~(size_t)7;
-    char *buf = realloc(text, padded + 1);
-    if (!buf) {
-        free(text);
-        return NULL;
-    }
-    memset(buf + n, ' ', padded - n);
-    buf[padded] = '\0';
-    *hlen = padded;
-    return buf;
-}
 
 static bool same_shape(const sresid__sp_tensor *d, const sresid__tensor *b)
 {
@@ -231,32 +178,23 @@ sresid_status sresid_sparse_apply(const sresid_sparse *sparse, const sresid_mode
 
     size_t n = base->count;
     size_t *which = malloc((n ? n : 1) * sizeof *which);
-    const sresid__tensor **order = malloc((n ? n : 1) * sizeof *order);
-    unsigned char *buf = malloc(CHUNK);
-    char *header = NULL;
-    size_t hlen = 0;
-    if (!which || !order || !buf) {
+    const sresid__tensor **order = NULL;
+    unsigned char *buf = malloc(CHUNK), *head = NULL;
+    size_t head_len = 0;
+    if (!which || !buf) {
         st = sresid__fail(SRESID_ERR_NOMEM, "%s: out of memory", path);
         goto out;
     }
     /* everything is checked before the output file is created */
     if ((st = match(sparse, base, (o.flags & SRESID_APPLY_FORCE) != 0, which)))
         goto out;
-    for (size_t i = 0; i < n; i++)
-        order[i] = &base->tensors[i];
-    qsort(order, n, sizeof *order, cmp_save_order);
-    if (!(header = build_header(base, order, &hlen))) {
-        st = sresid__fail(SRESID_ERR_NOMEM, "%s: cannot build the header", path);
+    /* the base's own layout: same order, dtypes and sizes as sresid_model_save */
+    if ((st = sresid__st_layout(base, path, &order, &head, &head_len)))
         goto out;
-    }
     sresid__afile f;
     if ((st = sresid__afile_open(&f, path)))
         goto out;
-    unsigned char lenbuf[8];
-    for (int b = 0; b < 8; b++)
-        lenbuf[b] = (unsigned char)((uint64_t)hlen >> (8 * b));
-    sresid__afile_write(&f, lenbuf, 8);
-    sresid__afile_write(&f, header, hlen);
+    sresid__afile_write(&f, head, head_len);
     for (size_t i = 0; i < n && !st && !f.failed; i++) {
         size_t k = which[order[i] - base->tensors];
         st = write_tensor(sparse, base, order[i], k == SIZE_MAX ? NULL : &sparse->t[k], scale, &f,
@@ -265,7 +203,7 @@ sresid_status sresid_sparse_apply(const sresid_sparse *sparse, const sresid_mode
     st = sresid__afile_close(&f, st,
                              (o.flags & SRESID_SAVE_NO_CLOBBER) ? SRESID__AFILE_NO_CLOBBER : 0);
 out:
-    free(header);
+    free(head);
     free(buf);
     free(order);
     free(which);
