@@ -1448,11 +1448,22 @@ def _f32_vec(a, what, n=None, writeable=False):
     return a
 
 
+def _count(n, what="n"):
+    """A non-negative entry count (negative ones would wrap to 2^64 - 1)."""
+    n = int(n)
+    if n < 0:
+        raise ValueError("%s must be >= 0, not %d" % (what, n))
+    return n
+
+
 def _offsets(offsets):
     """(keep-alive array, pointer, nseg) for segment offsets (None: one segment)."""
     if offsets is None:
         return None, None, 0
-    arr = np.ascontiguousarray(np.asarray(offsets, dtype=np.uint64))
+    raw = np.asarray(offsets)
+    if raw.size and np.issubdtype(raw.dtype, np.signedinteger) and raw.min() < 0:
+        raise ValueError("offsets must be >= 0")
+    arr = np.ascontiguousarray(raw.astype(np.uint64))
     if arr.ndim != 1 or arr.size < 1:
         raise ValueError("offsets must be a 1-D sequence of nseg + 1 entries")
     return arr, arr.ctypes.data, arr.size - 1
@@ -1477,7 +1488,7 @@ class Mask(_Handle):
     @classmethod
     def create(cls, n, value=False):
         out = c_void_p()
-        _check(_lib.sresid_mask_create(int(n), 1 if value else 0, byref(out)))
+        _check(_lib.sresid_mask_create(_count(n), 1 if value else 0, byref(out)))
         return cls(out.value)
 
     @classmethod
@@ -1508,7 +1519,7 @@ class Mask(_Handle):
         """Exactly round(fraction * n_j) random entries of each segment."""
         keep, ptr, nseg = _offsets(offsets)
         out = c_void_p()
-        _check(_lib.sresid_mask_random(int(n), float(fraction), int(seed), ptr, nseg,
+        _check(_lib.sresid_mask_random(_count(n), float(fraction), int(seed), ptr, nseg,
                                        byref(out)))
         del keep
         return cls(out.value)
@@ -1550,12 +1561,12 @@ class Mask(_Handle):
         return int(out.value)
 
     def _index(self, i):
-        n, i = len(self), int(i)
-        if i < 0:
-            i += n
-        if not 0 <= i < n:
-            raise IndexError("entry %d of a mask of %d entries" % (i, n))
-        return i
+        n, j = len(self), int(i)
+        if j < 0:
+            j += n
+        if not 0 <= j < n:
+            raise IndexError("entry %d of a mask of %d entries" % (int(i), n))
+        return j
 
     def __getitem__(self, i):
         v = c_int32()
@@ -1605,6 +1616,8 @@ class Mask(_Handle):
         return self.copy().invert()
 
     def jaccard(self, other):
+        if not isinstance(other, Mask):
+            raise TypeError("jaccard wants a Mask, not %s" % type(other).__name__)
         out = c_double()
         _check(_lib.sresid_mask_jaccard(self._handle(), other._handle(), byref(out)))
         return out.value
@@ -1663,7 +1676,7 @@ class Optim(_Handle):
         o.lr, o.beta1, o.beta2, o.eps = float(lr), float(beta1), float(beta2), float(eps)
         o.weight_decay, o.momentum = float(weight_decay), float(momentum)
         out = c_void_p()
-        _check(_lib.sresid_optim_create(int(n), byref(o), byref(out)))
+        _check(_lib.sresid_optim_create(_count(n), byref(o), byref(out)))
         self._h = out
 
     def close(self):
@@ -1715,8 +1728,8 @@ class Optim(_Handle):
             raise TypeError("mask must be a Mask or None")
         if params.size != grad.size:
             raise ValueError("params holds %d entries, grad %d" % (params.size, grad.size))
-        _check(_lib.sresid_optim_step(self._handle(), params.ctypes.data if n else None,
-                                      grad.ctypes.data if n else None, params.size,
+        _check(_lib.sresid_optim_step(self._handle(), params.ctypes.data if params.size else None,
+                                      grad.ctypes.data if grad.size else None, params.size,
                                       None if mask is None else mask._handle()))
         return params
 
@@ -1737,7 +1750,9 @@ class Optim(_Handle):
                 return None
             if n == 0:
                 return np.zeros(0, dtype=np.float32)
-            a = np.ctypeslib.as_array(ctypes.cast(p, POINTER(ctypes.c_float)), shape=(n,))
+            buf = (ctypes.c_float * n).from_address(p.value)
+            buf._optim = self  # a view keeps the optimiser alive
+            a = np.frombuffer(buf, dtype=np.float32)
             if copy:
                 return a.copy()
             a.flags.writeable = False
@@ -2062,7 +2077,7 @@ class Amp(_Handle):
                                                                 self.layout)
 
 
-__all__ += ["Amp", "AMP_DIAG", "AMP_CORE", "RULE_MAGNITUDE", "RULE_RANDOM", "RULE_GRADIENT",
+__all__ += ["Amp", "AMP_DIAG", "AMP_CORE", "MATERIALIZE_ADD", "PROJECT_ACCUMULATE", "PROJECT_ABS", "RULE_MAGNITUDE", "RULE_RANDOM", "RULE_GRADIENT",
             "RULE_WARMUP", "SELECT_PER_TENSOR"]
 
 
@@ -2101,15 +2116,20 @@ class Sparse(_Handle):
 
     @classmethod
     def create(cls, residual, rule="top", param=0.0, dtype="f32", seed=0, in_memory=False,
-               rounded=False):
+               rounded=False, threads=0):
         if not isinstance(residual, Residual):
             raise TypeError("residual must be a Residual")
-        if rule not in _SPARSE_RULES:
-            raise ValueError("rule must be one of %s" % ", ".join(sorted(_SPARSE_RULES)))
-        if dtype not in _VALUE_DTYPES:
-            raise ValueError("dtype must be f32, f16 or bf16")
-        opts = _SparseOpts(size=ctypes.sizeof(_SparseOpts), rule=_SPARSE_RULES[rule],
-                           dtype=_VALUE_DTYPES[dtype], param=float(param), seed=int(seed),
+        if isinstance(rule, str):
+            if rule.lower() not in _SPARSE_RULES:
+                raise ValueError("rule must be one of %s" % ", ".join(sorted(_SPARSE_RULES)))
+            rule = _SPARSE_RULES[rule.lower()]
+        if isinstance(dtype, str):
+            if dtype.lower() not in _VALUE_DTYPES:
+                raise ValueError("dtype must be f32, f16 or bf16")
+            dtype = _VALUE_DTYPES[dtype.lower()]
+        opts = _SparseOpts(size=ctypes.sizeof(_SparseOpts), rule=int(rule),
+                           dtype=int(dtype), param=float(param), seed=int(seed),
+                           threads=int(threads),
                            flags=(SPARSE_IN_MEMORY if in_memory else 0) |
                            (SPARSE_ROUNDED if rounded else 0))
         out = c_void_p()
@@ -2151,7 +2171,7 @@ class Sparse(_Handle):
         d["value_dtype"] = _DTYPE_TEXT.get(out.value_dtype)
         if i is not None:
             d["name"] = _str(out.name)
-            d["shape"] = [out.shape[k] for k in range(out.ndim)]
+            d["shape"] = tuple(out.shape[k] for k in range(out.ndim))
             d["base_dtype"] = _DTYPE_TEXT.get(out.base_dtype)
             d["index_dtype"] = _DTYPE_TEXT.get(out.index_dtype)
         return d

@@ -349,5 +349,47 @@ class OptimTest(unittest.TestCase):
             np.testing.assert_array_equal(p.view(np.uint32), q.view(np.uint32))
 
 
+class BindingEdgeTest(unittest.TestCase):
+    """Argument handling of the binding itself: views outliving their
+    optimiser, negative sizes, foreign types."""
+
+    def test_state_view_keeps_optimiser_alive(self):
+        import gc
+
+        def make():
+            o = sr.Optim(1000, kind="sgd", lr=0.1, momentum=0.9)
+            p = np.zeros(1000, np.float32)
+            o.step(p, np.ones(1000, np.float32))
+            return o.state(copy=False)[0]
+        m = make()
+        gc.collect()
+        junk = [np.full(1000, 7.0, np.float32) for _ in range(50)]  # reuse freed memory
+        # SGD momentum buffer after one step from zero: buf = g = 1
+        np.testing.assert_array_equal(m, np.ones(1000, np.float32))
+        del junk
+
+    def test_negative_sizes_rejected(self):
+        with self.assertRaises(ValueError):
+            sr.Mask.create(-1)
+        with self.assertRaises(ValueError):
+            sr.Mask.random(-1, 0.5)
+        with self.assertRaises(ValueError):
+            sr.Optim(-1)
+        with self.assertRaises(ValueError):
+            sr.Mask.random(10, 0.5, offsets=[0, -5, 10])
+
+    def test_jaccard_type_and_index_message(self):
+        m = sr.Mask.create(10)
+        with self.assertRaises(TypeError):
+            m.jaccard([1, 2])
+        with self.assertRaisesRegex(IndexError, "entry -11 of a mask of 10"):
+            m[-11]
+
+    def test_step_size_mismatch_is_shape(self):
+        with self.assertRaises(sr.SparseResidError) as cm:
+            sr.Optim(0).step(np.zeros(2, np.float32), np.zeros(2, np.float32))
+        self.assertEqual(cm.exception.status, sr.ERR_SHAPE)
+
+
 if __name__ == "__main__":
     unittest.main()
