@@ -50,7 +50,8 @@ static void usage(FILE *f)
             "  --dim N            width d (default %d)\n"
             "  --heads N          attention heads, dividing d (default %d)\n"
             "  --context N        tokens per sequence (default %d)\n"
-            "  --amp-lr X         peak learning rate of the scores (default 0.01)\n"
+            "  --ft-lr X          peak learning rate of the full fine-tune (default 0.001)\n"
+            "  --amp-lr X         peak learning rate of the scores (default 0.05)\n"
             "  --corpus FILE      another text instead of the bundled one (split by share:\n"
             "                     first 70 %% pre-training, the rest the task)\n"
             "  --out DIR          output directory (default ./sr-demo-out): DIR/cache holds\n"
@@ -64,7 +65,7 @@ static void usage(FILE *f)
             "  --help             show this text\n"
             "\n"
             "Exit status: 0 ok, 1 error.\n",
-            prog, 100, 1000, 4, 128, 4, 64);
+            prog, 60, 800, 4, 128, 4, 64);
 }
 
 static _Noreturn void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -120,26 +121,26 @@ static void defaults(demo_settings *s, int quick)
         .quick = quick,
         .seed = 1,
         .seeds = 3,
-        .pretrain_steps = 1000,
+        .pretrain_steps = 800,
         .pretrain_batch = 16,
         .pretrain_warmup = 50,
         .pretrain_lr = 3e-3,
         .pretrain_lr_min = 3e-4,
         .weight_decay = 0.1,
         .clip = 1.0,
-        .steps = 100,
+        .steps = 60,
         .batch = 8,
-        .ft_warmup = 10,
+        .ft_warmup = 6,
         .ft_lr = 1e-3,
         .ft_lr_min = 1e-4,
-        .amp_lr = 1e-2,
-        .amp_lr_min = 1e-3,
+        .amp_lr = 5e-2,
+        .amp_lr_min = 5e-3,
         .calib_batches = 8,
-        .warm_steps = 10,
-        .dyn_every = 10,
+        .warm_steps = 6,
+        .dyn_every = 8,
         .dyn_share = 0.3,
         .dyn_stop = 0.75,
-        .eval_windows = 256,
+        .eval_windows = 160,
         .out_dir = "sr-demo-out",
     };
     if (quick) {
@@ -201,6 +202,8 @@ static void parse_args(int argc, char **argv, demo_settings *s, flags *fl)
             s->model.heads = (int)parse_int("--heads", v, 1, 4096);
         else if (VALUE("--context"))
             s->model.context = (int)parse_int("--context", v, 2, 4096);
+        else if (VALUE("--ft-lr"))
+            s->ft_lr = parse_real("--ft-lr", v, 1e-6, 10);
         else if (VALUE("--amp-lr"))
             s->amp_lr = parse_real("--amp-lr", v, 1e-6, 10);
         else if (VALUE("--threads"))
@@ -215,6 +218,8 @@ static void parse_args(int argc, char **argv, demo_settings *s, flags *fl)
             die("unknown option %s (try %s --help)", a, prog);
 #undef VALUE
     }
+    s->ft_lr_min = s->ft_lr / 10;
+    s->amp_lr_min = s->amp_lr / 10;
     if (s->model.dim % s->model.heads != 0)
         die("--heads %d does not divide --dim %d", s->model.heads, s->model.dim);
     if (!*s->out_dir)

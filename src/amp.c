@@ -27,6 +27,74 @@ static float *falloc(size_t n)
     return malloc((n + SRESID__BLAS_SLACK) * sizeof(float));
 }
 
+/* Scratch buffers kept between materialize and project calls. Fresh pages
+ * are costly (a first touch of a 16 MiB buffer took as long as a third of
+ * a 2048 x 2048 product here), so the buffers of one call serve the next.
+ * Up to POOL_SLOTS buffers, the largest ones, stay until the amp is freed;
+ * the lock makes concurrent calls on a const amp safe. */
+#define POOL_SLOTS 4
+
+typedef struct scratch_head {
+    size_t cap; /* floats after the header (slack included) */
+    size_t pad; /* keeps the floats 16-byte aligned */
+} scratch_head;
+
+struct sresid__amp_pool {
+    pthread_mutex_t lock;
+    scratch_head *slot[POOL_SLOTS];
+};
+
+static float *scratch_get(const sresid_amp *amp, size_t n)
+{
+    struct sresid__amp_pool *p = amp->pool;
+    scratch_head *h = NULL;
+    pthread_mutex_lock(&p->lock);
+    int best = -1;
+    for (int i = 0; i < POOL_SLOTS; i++)
+        if (p->slot[i] && p->slot[i]->cap >= n + SRESID__BLAS_SLACK &&
+            (best < 0 || p->slot[i]->cap < p->slot[best]->cap))
+            best = i;
+    if (best >= 0) {
+        h = p->slot[best];
+        p->slot[best] = NULL;
+    }
+    pthread_mutex_unlock(&p->lock);
+    if (!h) {
+        if (n > (SIZE_MAX - sizeof *h) / sizeof(float) - SRESID__BLAS_SLACK)
+            return NULL;
+        h = malloc(sizeof *h + (n + SRESID__BLAS_SLACK) * sizeof(float));
+        if (!h)
+            return NULL;
+        h->cap = n + SRESID__BLAS_SLACK;
+    }
+    return (float *)(h + 1);
+}
+
+static void scratch_put(const sresid_amp *amp, float *buf)
+{
+    if (!buf)
+        return;
+    struct sresid__amp_pool *p = amp->pool;
+    scratch_head *h = (scratch_head *)buf - 1;
+    pthread_mutex_lock(&p->lock);
+    int small = 0;
+    for (int i = 0; i < POOL_SLOTS; i++) {
+        if (!p->slot[i]) {
+            small = i;
+            break;
+        }
+        if (p->slot[i]->cap < p->slot[small]->cap)
+            small = i;
+    }
+    if (!p->slot[small] || p->slot[small]->cap < h->cap) {
+        scratch_head *old = p->slot[small];
+        p->slot[small] = h;
+        h = old;
+    }
+    pthread_mutex_unlock(&p->lock);
+    free(h);
+}
+
 static inline bool mask_bit(const uint64_t *w, uint64_t i)
 {
     return (w[i >> 6] >> (i & 63)) & 1u;
@@ -44,6 +112,12 @@ void sresid_amp_free(sresid_amp *amp)
     free(amp->offsets);
     free(amp->scores);
     free(amp->s0);
+    if (amp->pool) {
+        for (int i = 0; i < POOL_SLOTS; i++)
+            free(amp->pool->slot[i]);
+        pthread_mutex_destroy(&amp->pool->lock);
+        free(amp->pool);
+    }
     free(amp);
 }
 
@@ -230,7 +304,12 @@ sresid_amp *sresid__amp_new(const sresid_model *base, int32_t layout, size_t cou
     amp->layout = layout;
     amp->t = calloc(count ? count : 1, sizeof *amp->t);
     amp->offsets = calloc(count + 1, sizeof *amp->offsets);
-    if (!amp->t || !amp->offsets) {
+    amp->pool = calloc(1, sizeof *amp->pool);
+    if (amp->pool && pthread_mutex_init(&amp->pool->lock, NULL) != 0) {
+        free(amp->pool);
+        amp->pool = NULL;
+    }
+    if (!amp->t || !amp->offsets || !amp->pool) {
         sresid_amp_free(amp);
         return NULL;
     }
@@ -530,7 +609,7 @@ static sresid_status apply_delta(const sresid_amp *amp, const sresid__amp_tensor
         if (alloc_only) {
             size_t need = ntail + (size_t)m * (size_t)nj + (size_t)nj +
                           (nj < r ? (size_t)n * (size_t)nj : 0);
-            return (*scratch = falloc(need)) ? SRESID_OK : SRESID_ERR_NOMEM;
+            return (*scratch = scratch_get(amp, need)) ? SRESID_OK : SRESID_ERR_NOMEM;
         }
         float *tail = *scratch, *ug = tail + ntail, *d = ug + (size_t)m * (size_t)nj;
         float *vbuf = d + nj;
@@ -550,7 +629,7 @@ static sresid_status apply_delta(const sresid_amp *amp, const sresid__amp_tensor
     if (alloc_only) {
         size_t need = ntail + (size_t)ni * (size_t)nj + inner +
                       (ni < r ? (size_t)m * (size_t)ni : 0) + (nj < r ? (size_t)n * (size_t)nj : 0);
-        return (*scratch = falloc(need)) ? SRESID_OK : SRESID_ERR_NOMEM;
+        return (*scratch = scratch_get(amp, need)) ? SRESID_OK : SRESID_ERR_NOMEM;
     }
     float *tail = *scratch, *D = tail + ntail, *P = D + (size_t)ni * (size_t)nj;
     float *ubuf = P + inner, *vbuf = ubuf + (ni < r ? (size_t)m * (size_t)ni : 0);
@@ -647,7 +726,7 @@ sresid_status sresid_amp_materialize(const sresid_amp *amp, size_t t, float *dst
     if (any)
         apply_delta(amp, a, I, ni, J, nj, dst, ld, false, &scratch);
 out:
-    free(scratch);
+    scratch_put(amp, scratch);
     free(I);
     return st;
 }
@@ -698,10 +777,10 @@ static sresid_status project_values(const sresid_amp *amp, const sresid__amp_ten
     size_t need = (size_t)m * (size_t)nj + (nj < r ? (size_t)n * (size_t)nj : 0) +
                   (ni < r ? (size_t)m * (size_t)ni : 0) +
                   (amp->layout == SRESID_AMP_CORE ? (size_t)ni * (size_t)nj : 0);
-    float *T = falloc(need);
+    float *T = scratch_get(amp, need);
     double *acc = amp->layout == SRESID_AMP_DIAG ? calloc((size_t)nj, sizeof *acc) : NULL;
     if (!T || (amp->layout == SRESID_AMP_DIAG && !acc)) {
-        free(T);
+        scratch_put(amp, T);
         free(acc);
         free(I);
         return sresid__fail(SRESID_ERR_NOMEM, "%s: out of memory", what);
@@ -733,7 +812,7 @@ static sresid_status project_values(const sresid_amp *amp, const sresid__amp_ten
             }
     }
     free(acc);
-    free(T);
+    scratch_put(amp, T);
     free(I);
     return SRESID_OK;
 }

@@ -307,6 +307,7 @@ struct sresid_amp {
     uint64_t *offsets;        /* count + 1 */
     float *scores;            /* nscores (+ slack) */
     float *s0;                /* nscores (+ slack) */
+    struct sresid__amp_pool *pool; /* scratch kept between calls (amp.c), locked inside */
 };
 
 /* Thin SVD (svd.c) of the row-major m x n matrix w, truncated to r <=
