@@ -4,6 +4,11 @@
 
 #include <sparseresid/sparseresid.h>
 
+/* The start of main: look for --verbose or -v before any "--" (stored in
+ * *verbose when not NULL), pick the BLIS kernels with sr_cli_pick_blis_arch
+ * before any BLIS call, and return the program name (sr_cli_prog). */
+const char *sr_cli_start(int argc, char **argv, int *verbose);
+
 /* Before any BLIS call: when BLIS_ARCH_TYPE is unset, set it to the best
  * kernel set this CPU runs ("0" skx for AVX-512 F/DQ/BW/VL, "6" zen3 for
  * AVX2+FMA; BLIS parses a number), else leave it. verbose: say so on stderr. */
@@ -24,6 +29,40 @@ int sr_cli_opt_value(int argc, char **argv, int *i, const char *name, const char
 
 /* Program name for messages: the last component of argv[0]. */
 const char *sr_cli_prog(const char *argv0);
+
+/* Print "prog: <message>" and "(try prog --help)" on stderr and exit(2). */
+_Noreturn void sr_cli_bad_usage(const char *prog, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Option values, whole strings only; anything else is sr_cli_bad_usage.
+ * An integer in [lo, hi] ("OPT wants an integer in [lo, hi], not 'S'"): */
+long long sr_cli_parse_int(const char *prog, const char *opt, const char *s, long long lo,
+                           long long hi);
+/* A --seed in [0, 2^64), decimal, hex or octal: */
+uint64_t sr_cli_parse_seed(const char *prog, const char *s);
+/* A number in [lo, hi], or in (lo, hi] when open_lo: */
+double sr_cli_parse_real(const char *prog, const char *opt, const char *s, double lo, double hi,
+                         int open_lo);
+
+/* 1 and *v when s is a whole finite number in range of a double, else 0. */
+int sr_cli_real(const char *s, double *v);
+
+/* 1 and *layout for "out-first" or "out-last" (SRESID_LAYOUT_*), else 0. */
+int sr_cli_layout(const char *s, int32_t *layout);
+
+/* sresid_model_open with the given matrix layout; sr_cli_die_open on failure. */
+sresid_model *sr_cli_open_model(const char *prog, const char *path, int32_t layout);
+
+/* Write text and a newline to stdout when path is "-", else to path whole or
+ * not at all (a temporary file beside it, synced, then renamed over it).
+ * 0, or -1 with errno set. */
+int sr_cli_write_text(const char *path, const char *text);
+
+/* Seconds on the monotonic clock, for timings. */
+double sr_cli_now(void);
+
+/* The end of main: flush stdout; 0, or 1 after "prog: error writing the output". */
+int sr_cli_finish(const char *prog);
 
 /* malloc that prints "prog: out of memory" and exits 1 on failure (size 0
  * allocates 1 byte), and printf into a fresh string with it. */

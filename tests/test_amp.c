@@ -2,6 +2,7 @@
  * independently computed SVDs, materialize and project against dense
  * double-precision references, fit, export, save/load, bad input. */
 #include <math.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -788,6 +789,88 @@ START_TEST(t_threads)
 }
 END_TEST
 
+/* Concurrent materialize and project calls on one const amp (they share its
+ * scratch buffers) give exactly the results of the same calls made one
+ * after the other. */
+typedef struct conc_job {
+    const sresid_amp *amp;
+    size_t t;
+    int64_t m, n;
+    const float *g;
+    float *w;     /* reps * m * n */
+    float *proj;  /* reps * score_count */
+    int reps;
+    sresid_status st;
+} conc_job;
+
+static void *conc_run(void *arg)
+{
+    conc_job *j = arg;
+    uint64_t ns = sresid_amp_score_count(j->amp);
+    for (int r = 0; r < j->reps && !j->st; r++) {
+        j->st = sresid_amp_materialize(j->amp, j->t, j->w + (size_t)r * j->m * j->n, j->n, 0);
+        if (!j->st)
+            j->st = sresid_amp_project(j->amp, j->t, j->g, j->n, j->proj + (size_t)r * ns, NULL,
+                                       0);
+    }
+    return NULL;
+}
+
+START_TEST(t_concurrent_calls)
+{
+    const char *names[] = {ATTN, MLP};
+    const int64_t shapes[][2] = {{48, 32}, {32, 56}};
+    float *w0a = rand_matrix(48, 32, 301), *w0b = rand_matrix(32, 56, 302);
+    const float *data[] = {w0a, w0b};
+    sresid_model *m = model_of(names, data, shapes, 2);
+    for (int32_t layout = SRESID_AMP_DIAG; layout <= SRESID_AMP_CORE; layout++) {
+        sresid_amp *amp = make_amp(m, layout, 0);
+        perturb(amp, 0.5, 0.3, 303);
+        uint64_t ns = sresid_amp_score_count(amp);
+        enum { REPS = 8 };
+        conc_job jobs[2], seq[2];
+        float *g[2];
+        for (int k = 0; k < 2; k++) {
+            int64_t mm = shapes[k][0], nn = shapes[k][1];
+            g[k] = rand_matrix(mm, nn, 310 + (uint64_t)k);
+            for (int pass = 0; pass < 2; pass++) {
+                conc_job *j = pass ? &seq[k] : &jobs[k];
+                *j = (conc_job){.amp = amp, .t = (size_t)k, .m = mm, .n = nn, .g = g[k],
+                                .reps = REPS};
+                j->w = calloc((size_t)REPS * (size_t)(mm * nn), sizeof(float));
+                j->proj = calloc((size_t)REPS * ns, sizeof(float));
+                ck_assert(j->w && j->proj);
+            }
+        }
+        for (int k = 0; k < 2; k++)
+            conc_run(&seq[k]);
+        pthread_t th[2];
+        for (int k = 0; k < 2; k++)
+            ck_assert_int_eq(pthread_create(&th[k], NULL, conc_run, &jobs[k]), 0);
+        for (int k = 0; k < 2; k++)
+            ck_assert_int_eq(pthread_join(th[k], NULL), 0);
+        for (int k = 0; k < 2; k++) {
+            ck_assert_ok(jobs[k].st);
+            ck_assert_ok(seq[k].st);
+            size_t nw = (size_t)REPS * (size_t)(jobs[k].m * jobs[k].n);
+            ck_assert(memcmp(jobs[k].w, seq[k].w, nw * sizeof(float)) == 0);
+            ck_assert(memcmp(jobs[k].proj, seq[k].proj, (size_t)REPS * ns * sizeof(float)) == 0);
+            /* and the weights are not W0: the scores did change */
+            ck_assert(memcmp(jobs[k].w, data[k], (size_t)(jobs[k].m * jobs[k].n) * 4) != 0);
+            free(jobs[k].w);
+            free(jobs[k].proj);
+            free(seq[k].w);
+            free(seq[k].proj);
+            free(g[k]);
+        }
+        sresid_amp_free(amp);
+    }
+    sresid_model_free(m);
+    free(w0a);
+    free(w0b);
+}
+END_TEST
+
 /* ---- export ---- */
 
 /* float -> bfloat16, round to nearest even, by comparing the two
@@ -1162,6 +1245,7 @@ Suite *suite_amp(void)
     tcase_add_test(tc, t_sgd);
     tcase_add_test(tc, t_selection);
     tcase_add_test(tc, t_threads);
+    tcase_add_test(tc, t_concurrent_calls);
     tcase_add_test(tc, t_export);
     tcase_add_test(tc, t_save_load);
     tcase_add_test(tc, t_bad_args);
