@@ -1,10 +1,26 @@
 /* Helpers shared by the example programs; not part of the library. */
 #include "cli.h"
 
+#include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+const char *sr_cli_start(int argc, char **argv, int *verbose)
+{
+    int v = 0;
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+        v |= strcmp(argv[i], "--verbose") == 0 || strcmp(argv[i], "-v") == 0;
+    sr_cli_pick_blis_arch(v);
+    if (verbose)
+        *verbose = v;
+    return sr_cli_prog(argc > 0 ? argv[0] : NULL);
+}
 
 void sr_cli_pick_blis_arch(int verbose)
 {
@@ -90,6 +106,150 @@ const char *sr_cli_prog(const char *argv0)
 {
     const char *slash = argv0 ? strrchr(argv0, '/') : NULL;
     return slash ? slash + 1 : (argv0 && *argv0 ? argv0 : "sr");
+}
+
+_Noreturn void sr_cli_bad_usage(const char *prog, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "%s: ", prog);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n(try %s --help)\n", prog);
+    exit(2);
+}
+
+long long sr_cli_parse_int(const char *prog, const char *opt, const char *s, long long lo,
+                           long long hi)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (!*s || *end || errno || v < lo || v > hi)
+        sr_cli_bad_usage(prog, "%s wants an integer in [%lld, %lld], not '%s'", opt, lo, hi, s);
+    return v;
+}
+
+uint64_t sr_cli_parse_seed(const char *prog, const char *s)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 0);
+    /* strtoull takes "-3" as 2^64 - 3 */
+    if (!*s || *end || errno || strchr(s, '-'))
+        sr_cli_bad_usage(prog, "--seed wants an integer in [0, 2^64), not '%s'", s);
+    return v;
+}
+
+int sr_cli_real(const char *s, double *v)
+{
+    char *end;
+    errno = 0;
+    double x = strtod(s, &end);
+    if (!*s || *end || errno || !isfinite(x))
+        return 0;
+    *v = x;
+    return 1;
+}
+
+double sr_cli_parse_real(const char *prog, const char *opt, const char *s, double lo, double hi,
+                         int open_lo)
+{
+    double v = 0;
+    if (!sr_cli_real(s, &v) || v > hi || v < lo || (open_lo && v == lo))
+        sr_cli_bad_usage(prog, "%s wants a number in %s%g, %g], not '%s'", opt,
+                         open_lo ? "(" : "[", lo, hi, s);
+    return v;
+}
+
+int sr_cli_layout(const char *s, int32_t *layout)
+{
+    if (strcmp(s, "out-first") == 0)
+        *layout = SRESID_LAYOUT_OUT_FIRST;
+    else if (strcmp(s, "out-last") == 0)
+        *layout = SRESID_LAYOUT_OUT_LAST;
+    else
+        return 0;
+    return 1;
+}
+
+sresid_model *sr_cli_open_model(const char *prog, const char *path, int32_t layout)
+{
+    sresid_model_opts o = {.size = sizeof o, .layout = layout};
+    sresid_model *m = NULL;
+    sresid_status st = sresid_model_open(path, &o, &m);
+    if (st != SRESID_OK)
+        sr_cli_die_open(prog, path, st);
+    return m;
+}
+
+/* Like the library's own output files: mode 0644, synced before the rename,
+ * so a crash leaves the old file or the new one, never a part. */
+int sr_cli_write_text(const char *path, const char *text)
+{
+    if (strcmp(path, "-") == 0)
+        return fputs(text, stdout) >= 0 && fputc('\n', stdout) != EOF ? 0 : -1;
+    size_t len = strlen(text);
+    char *tmp = malloc(strlen(path) + sizeof ".tmp-XXXXXX");
+    if (!tmp) {
+        errno = ENOMEM;
+        return -1;
+    }
+    sprintf(tmp, "%s.tmp-XXXXXX", path);
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        int e = errno;
+        free(tmp);
+        errno = e;
+        return -1;
+    }
+    int ok = 1;
+    for (size_t done = 0; ok && done <= len;) {
+        /* the text, then its newline */
+        const char *p = done < len ? text + done : "\n";
+        size_t n = done < len ? len - done : 1;
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            ok = 0;
+        else
+            done += (size_t)w;
+    }
+    int e = errno;
+    if (ok && (fchmod(fd, 0644) != 0 || fsync(fd) != 0)) {
+        ok = 0;
+        e = errno;
+    }
+    if (close(fd) != 0 && ok) {
+        ok = 0;
+        e = errno;
+    }
+    if (ok && rename(tmp, path) != 0) {
+        ok = 0;
+        e = errno;
+    }
+    if (!ok)
+        unlink(tmp);
+    free(tmp);
+    errno = e;
+    return ok ? 0 : -1;
+}
+
+double sr_cli_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int sr_cli_finish(const char *prog)
+{
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "%s: error writing the output\n", prog);
+        return 1;
+    }
+    return 0;
 }
 
 void *sr_cli_xmalloc(const char *prog, size_t n)
