@@ -183,13 +183,30 @@ sresid_model *sr_cli_open_model(const char *prog, const char *path, int32_t layo
     return m;
 }
 
+/* 1 when all n bytes went out, else 0 with errno set. */
+static int write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            if (w == 0)
+                errno = EIO;
+            return 0;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 1;
+}
+
 /* Like the library's own output files: mode 0644, synced before the rename,
  * so a crash leaves the old file or the new one, never a part. */
 int sr_cli_write_text(const char *path, const char *text)
 {
     if (strcmp(path, "-") == 0)
         return fputs(text, stdout) >= 0 && fputc('\n', stdout) != EOF ? 0 : -1;
-    size_t len = strlen(text);
     char *tmp = malloc(strlen(path) + sizeof ".tmp-XXXXXX");
     if (!tmp) {
         errno = ENOMEM;
@@ -203,19 +220,7 @@ int sr_cli_write_text(const char *path, const char *text)
         errno = e;
         return -1;
     }
-    int ok = 1;
-    for (size_t done = 0; ok && done <= len;) {
-        /* the text, then its newline */
-        const char *p = done < len ? text + done : "\n";
-        size_t n = done < len ? len - done : 1;
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            ok = 0;
-        else
-            done += (size_t)w;
-    }
+    int ok = write_all(fd, text, strlen(text)) && write_all(fd, "\n", 1);
     int e = errno;
     if (ok && (fchmod(fd, 0644) != 0 || fsync(fd) != 0)) {
         ok = 0;
