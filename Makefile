@@ -39,7 +39,7 @@ SONAME       := libsparseresid.so.$(SOMAJOR)
 SHLIB        := lib/libsparseresid.so.$(VERSION)
 STLIB        := lib/libsparseresid.a
 
-EX_COMMON    := examples/cli.c
+EX_COMMON    := examples/cli.c examples/cli_json.c
 EX_PROGS     := $(filter-out $(EX_COMMON),$(wildcard examples/sr-*.c))
 # sr-demo's model and pipeline live in examples/demo/ (own sources, own tests).
 DEMO_SRC     := $(sort $(wildcard examples/demo/*.c))
@@ -90,7 +90,8 @@ sparseresid.pc: sparseresid.pc.in Makefile
 # Example programs link the shared library, as users do.
 examples: $(EX_BIN)
 
-bin/%: examples/%.c $(EX_COMMON) examples/cli.h $(HEADERS) lib/libsparseresid.so
+bin/%: examples/%.c $(EX_COMMON) examples/cli.h examples/cli_json.h $(HEADERS) \
+       lib/libsparseresid.so
 	@mkdir -p $(@D)
 	$(CC) $(CSTD) $(OPT) $(WARN) -D_GNU_SOURCE -Iinclude $(CFLAGS) -o $@ $< $(EX_COMMON) \
 	    -Llib -lsparseresid -Wl,-rpath,'$$ORIGIN/../lib' $(JANSSON_LIBS) -lm $(LDFLAGS)
@@ -163,8 +164,17 @@ check-python: all
 	$(PYTHON) -m unittest discover -s tests/python -t . -v
 
 # ---- demo (sr-demo: its model's gradient check, then a --quick run) ----
-check-demo: bin/sr-demo
-	@echo "check-demo: not built yet" && false
+# The test binary links the demo's parts without sr-demo.c's main.
+build/check_demo: $(wildcard tests/demo/*.c tests/demo/*.h) $(DEMO_SRC) $(DEMO_HDR) $(EX_COMMON) \
+                  examples/cli.h $(HEADERS) lib/libsparseresid.so
+	@mkdir -p $(@D)
+	$(CC) $(CSTD) $(OPT) $(WARN) -D_GNU_SOURCE -Iinclude -Iexamples $(BLIS_CFLAGS) $(CFLAGS) \
+	    -o $@ $(sort $(wildcard tests/demo/*.c)) $(DEMO_SRC) $(EX_COMMON) -Llib -lsparseresid \
+	    -Wl,-rpath,'$$ORIGIN/../lib' $(BLIS_LIBS) $(JANSSON_LIBS) -lm -lpthread $(LDFLAGS)
+
+check-demo: build/check_demo bin/sr-demo bin/sr-info
+	./build/check_demo
+	PYTHON=$(PYTHON) ./tests/demo-test.sh
 
 # The residual report of the bundled real pair (TF.js checkpoints: their
 # kernels are [kh, kw, in, out], hence the out-last matrix view).

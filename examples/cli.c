@@ -108,15 +108,40 @@ const char *sr_cli_prog(const char *argv0)
     return slash ? slash + 1 : (argv0 && *argv0 ? argv0 : "sr");
 }
 
+/* "prog: message" and a newline on stderr. */
+static void vsay(const char *prog, const char *fmt, va_list ap)
+{
+    fprintf(stderr, "%s: ", prog);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
+_Noreturn void sr_cli_fatal(const char *prog, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsay(prog, fmt, ap);
+    va_end(ap);
+    exit(1);
+}
+
 _Noreturn void sr_cli_bad_usage(const char *prog, const char *fmt, ...)
 {
     va_list ap;
-    fprintf(stderr, "%s: ", prog);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vsay(prog, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "\n(try %s --help)\n", prog);
+    fprintf(stderr, "(try %s --help)\n", prog);
     exit(2);
+}
+
+int sr_cli_value(const char *prog, int argc, char **argv, int *i, const char *name,
+                 const char **value)
+{
+    int r = sr_cli_opt_value(argc, argv, i, name, value);
+    if (r < 0)
+        sr_cli_bad_usage(prog, "%s needs a value", name);
+    return r;
 }
 
 long long sr_cli_parse_int(const char *prog, const char *opt, const char *s, long long lo,
@@ -162,6 +187,16 @@ double sr_cli_parse_real(const char *prog, const char *opt, const char *s, doubl
     return v;
 }
 
+int32_t sr_cli_kind_of(const char *s, size_t len)
+{
+    for (int32_t k = 0; k < SRESID_KIND_COUNT; k++) {
+        const char *name = sresid_kind_name(k);
+        if (name && strlen(name) == len && strncmp(s, name, len) == 0)
+            return k;
+    }
+    return -1;
+}
+
 int sr_cli_layout(const char *s, int32_t *layout)
 {
     if (strcmp(s, "out-first") == 0)
@@ -205,8 +240,11 @@ static int write_all(int fd, const char *p, size_t n)
  * so a crash leaves the old file or the new one, never a part. */
 int sr_cli_write_text(const char *path, const char *text)
 {
-    if (strcmp(path, "-") == 0)
-        return fputs(text, stdout) >= 0 && fputc('\n', stdout) != EOF ? 0 : -1;
+    if (strcmp(path, "-") == 0) {
+        fputs(text, stdout);
+        fputc('\n', stdout);
+        return 0;
+    }
     char *tmp = malloc(strlen(path) + sizeof ".tmp-XXXXXX");
     if (!tmp) {
         errno = ENOMEM;

@@ -30,9 +30,18 @@ int sr_cli_opt_value(int argc, char **argv, int *i, const char *name, const char
 /* Program name for messages: the last component of argv[0]. */
 const char *sr_cli_prog(const char *argv0);
 
+/* Print "prog: <message>" as one line on stderr and exit(1). */
+_Noreturn void sr_cli_fatal(const char *prog, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 /* Print "prog: <message>" and "(try prog --help)" on stderr and exit(2). */
 _Noreturn void sr_cli_bad_usage(const char *prog, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/* sr_cli_opt_value for an option that must have a value: a missing one is
+ * the usage error "NAME needs a value". Returns 1 (found) or 0. */
+int sr_cli_value(const char *prog, int argc, char **argv, int *i, const char *name,
+                 const char **value);
 
 /* Option values, whole strings only; anything else is sr_cli_bad_usage.
  * An integer in [lo, hi] ("OPT wants an integer in [lo, hi], not 'S'"): */
@@ -47,15 +56,18 @@ double sr_cli_parse_real(const char *prog, const char *opt, const char *s, doubl
 /* 1 and *v when s is a whole finite number in range of a double, else 0. */
 int sr_cli_real(const char *s, double *v);
 
+/* The kind (SRESID_KIND_*) whose name is the len bytes at s, or -1. */
+int32_t sr_cli_kind_of(const char *s, size_t len);
+
 /* 1 and *layout for "out-first" or "out-last" (SRESID_LAYOUT_*), else 0. */
 int sr_cli_layout(const char *s, int32_t *layout);
 
 /* sresid_model_open with the given matrix layout; sr_cli_die_open on failure. */
 sresid_model *sr_cli_open_model(const char *prog, const char *path, int32_t layout);
 
-/* Write text and a newline to stdout when path is "-", else to path whole or
- * not at all (a temporary file beside it, synced, then renamed over it).
- * 0, or -1 with errno set. */
+/* Write text and a newline to path whole or not at all (a temporary file
+ * beside it, synced, then renamed over it): 0, or -1 with errno set. When
+ * path is "-", to stdout, whose errors sr_cli_finish reports. */
 int sr_cli_write_text(const char *path, const char *text);
 
 /* Seconds on the monotonic clock, for timings. */

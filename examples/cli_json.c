@@ -28,8 +28,10 @@ json_t *sr_cli_jnum(double x)
 
 json_t *sr_cli_jstr(const char *s)
 {
+    if (!s)
+        return json_null();
     json_t *v = json_string(s);
-    if (v || !s)
+    if (v)
         return v;
     /* Jansson refuses invalid UTF-8 as a whole: mask every byte >= 0x80 */
     char *copy = malloc(strlen(s) + 1);

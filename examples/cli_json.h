@@ -15,8 +15,8 @@ void sr_cli_jpush(json_t *arr, json_t *v);
 /* A real, or null for NaN and Inf (JSON has neither). */
 json_t *sr_cli_jnum(double x);
 
-/* A string; bytes of s that are not valid UTF-8 (a path from the command
- * line may hold some) become '?'. */
+/* A string, or null for NULL; when s is not valid UTF-8 (a path from the
+ * command line may not be), its bytes >= 0x80 become '?'. */
 json_t *sr_cli_jstr(const char *s);
 
 /* The text of root (json_dumps with flags), then root is released; prints

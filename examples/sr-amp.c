@@ -4,23 +4,23 @@
  * magnitude or by the oracle); `fit` writes the checkpoint those scores give.
  * An example program of libsparseresid. */
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
-#include <jansson.h>
 #include <sparseresid/sparseresid.h>
 
 #include "cli.h"
+#include "cli_json.h"
 
 static const char *prog = "sr-amp";
+#define bad_usage(...) sr_cli_bad_usage(prog, __VA_ARGS__)
+#define die(...) sr_cli_fatal(prog, __VA_ARGS__)
+#define xmalloc(n) sr_cli_xmalloc(prog, n)
+#define xfmt(...) sr_cli_xfmt(prog, __VA_ARGS__)
 
 static void usage(FILE *f)
 {
@@ -74,72 +74,12 @@ static void usage(FILE *f)
             prog, prog);
 }
 
-static _Noreturn void bad_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static _Noreturn void bad_usage(const char *fmt, ...)
-{
-    va_list ap;
-    fprintf(stderr, "%s: ", prog);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\n(try %s --help)\n", prog);
-    exit(2);
-}
-
-static _Noreturn void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static _Noreturn void die(const char *fmt, ...)
-{
-    va_list ap;
-    fprintf(stderr, "%s: ", prog);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    exit(1);
-}
-
-static void *xmalloc(size_t n)
-{
-    return sr_cli_xmalloc(prog, n);
-}
-
-#define xfmt(...) sr_cli_xfmt(prog, __VA_ARGS__)
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* ---- option values: whole-string parses, range errors are usage errors ---- */
-
-static long long parse_int(const char *opt, const char *s, long long lo, long long hi)
-{
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (!*s || *end || errno || v < lo || v > hi)
-        bad_usage("%s wants an integer in [%lld, %lld], not '%s'", opt, lo, hi, s);
-    return v;
-}
-
-static uint64_t parse_seed(const char *s)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 0);
-    if (!*s || *end || errno || strchr(s, '-'))
-        bad_usage("--seed wants an integer in [0, 2^64), not '%s'", s);
-    return v;
-}
 
 static double parse_fraction(const char *opt, const char *s)
 {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (!*s || *end || errno || !(v >= 0 && v <= 1))
+    double v = 0;
+    if (!sr_cli_real(s, &v) || !(v >= 0 && v <= 1))
         bad_usage("%s wants numbers in [0, 1], not '%s'", opt, s);
     return v;
 }
@@ -175,18 +115,12 @@ static uint32_t parse_kinds(const char *s)
     const char *p = s;
     for (;;) {
         size_t len = strcspn(p, ",");
-        int found = 0;
-        for (int32_t k = 0; k < SRESID_KIND_COUNT && !found; k++) {
-            const char *name = sresid_kind_name(k);
-            if (name && strlen(name) == len && strncmp(p, name, len) == 0) {
-                bits |= 1u << k;
-                found = 1;
-            }
-        }
-        if (!found)
+        int32_t k = sr_cli_kind_of(p, len);
+        if (k < 0)
             bad_usage("--kinds: unknown kind '%.*s' in '%s' (want attention, mlp, embedding, "
                       "norm, other, or all)",
                       (int)len, p, s);
+        bits |= 1u << k;
         if (!p[len])
             return bits;
         p += len + 1;
@@ -236,17 +170,13 @@ static void parse_args(int argc, char **argv, args *a)
     const char *fit_only = NULL;
     for (int i = 2; i < argc; i++) {
         const char *s = argv[i], *val = NULL;
-        int rc;
         if (options_done || s[0] != '-' || s[1] == '\0') {
             if (a->npos == 2)
                 bad_usage("too many checkpoints: %s", s);
             a->pos[a->npos++] = s;
             continue;
         }
-#define VALUE(name)                                                                            \
-    ((rc = sr_cli_opt_value(argc, argv, &i, name, &val)) < 0                                   \
-         ? (bad_usage("%s needs a value", name), 0)                                            \
-         : rc)
+#define VALUE(name) sr_cli_value(prog, argc, argv, &i, name, &val)
         if (strcmp(s, "--") == 0) {
             options_done = 1;
         } else if (strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0) {
@@ -264,7 +194,7 @@ static void parse_args(int argc, char **argv, args *a)
             else
                 bad_usage("unknown --layout '%s' (want diag or core)", val);
         } else if (VALUE("--rank")) {
-            a->rank = (int32_t)parse_int("--rank", val, 0, INT32_MAX);
+            a->rank = (int32_t)sr_cli_parse_int(prog, "--rank", val, 0, INT32_MAX);
         } else if (VALUE("--kinds")) {
             a->kinds = parse_kinds(val);
         } else if (VALUE("--pattern")) {
@@ -272,14 +202,10 @@ static void parse_args(int argc, char **argv, args *a)
                 bad_usage("--pattern needs a glob");
             a->pattern = val;
         } else if (VALUE("--matrix-layout")) {
-            if (strcmp(val, "out-first") == 0)
-                a->matrix_layout = SRESID_LAYOUT_OUT_FIRST;
-            else if (strcmp(val, "out-last") == 0)
-                a->matrix_layout = SRESID_LAYOUT_OUT_LAST;
-            else
+            if (!sr_cli_layout(val, &a->matrix_layout))
                 bad_usage("unknown --matrix-layout '%s' (want out-first or out-last)", val);
         } else if (VALUE("--threads")) {
-            a->threads = (int32_t)parse_int("--threads", val, 1, 4096);
+            a->threads = (int32_t)sr_cli_parse_int(prog, "--threads", val, 1, 4096);
         } else if (VALUE("--fractions")) {
             a->nfractions = parse_fractions(val, a->fractions);
             share_only = 1;
@@ -309,7 +235,7 @@ static void parse_args(int argc, char **argv, args *a)
             a->have_rule = 1;
             fit_only = "--rule";
         } else if (VALUE("--seed")) {
-            a->seed = parse_seed(val);
+            a->seed = sr_cli_parse_seed(prog, val);
             a->have_seed = 1;
             fit_only = "--seed";
         } else {
@@ -335,16 +261,6 @@ static void parse_args(int argc, char **argv, args *a)
 }
 
 /* ---- checkpoints and the amp ---- */
-
-static sresid_model *open_model(const char *path, int32_t layout)
-{
-    sresid_model_opts o = {.size = sizeof o, .layout = layout};
-    sresid_model *m = NULL;
-    sresid_status st = sresid_model_open(path, &o, &m);
-    if (st != SRESID_OK)
-        sr_cli_die_open(prog, path, st);
-    return m;
-}
 
 /* "attention,mlp" for the kinds bits (0: the library's default). */
 static char *kinds_text(uint32_t kinds)
@@ -403,166 +319,72 @@ static char *pct(double x)
     return isfinite(x) ? xfmt("%.2f %%", 100 * x) : xfmt("-");
 }
 
-static json_t *jcheck(json_t *v)
-{
-    if (!v) {
-        fprintf(stderr, "%s: out of memory\n", prog);
-        exit(1);
-    }
-    return v;
-}
-
-static void jset(json_t *obj, const char *key, json_t *v)
-{
-    if (!v || json_object_set_new(obj, key, v) != 0)
-        jcheck(NULL);
-}
-
-static void jpush(json_t *arr, json_t *v)
-{
-    if (!v || json_array_append_new(arr, v) != 0)
-        jcheck(NULL);
-}
-
-/* JSON has no NaN: undefined figures are null. */
-static json_t *jnum(double x)
-{
-    return isfinite(x) ? json_real(x) : json_null();
-}
-
-/* Names from the library are UTF-8; a path from the command line may not be. */
-static json_t *jstr(const char *s)
-{
-    json_t *v = json_string(s);
-    if (v)
-        return v;
-    char *copy = xfmt("%s", s);
-    for (char *p = copy; *p; p++)
-        if ((unsigned char)*p >= 0x80)
-            *p = '?';
-    v = json_string(copy);
-    free(copy);
-    return jcheck(v);
-}
-
 static json_t *fraction_list(const args *a, const double *cm, const double *co, size_t row)
 {
-    json_t *arr = jcheck(json_array());
+    json_t *arr = json_array();
     for (size_t k = 0; k < a->nfractions; k++) {
-        json_t *f = jcheck(json_object());
-        jset(f, "fraction", json_real(a->fractions[k]));
-        jset(f, "captured_magnitude", jnum(cm[row * a->nfractions + k]));
-        jset(f, "captured_oracle", jnum(co[row * a->nfractions + k]));
-        jpush(arr, f);
+        json_t *f = json_object();
+        sr_cli_jset(f, "fraction", json_real(a->fractions[k]));
+        sr_cli_jset(f, "captured_magnitude", sr_cli_jnum(cm[row * a->nfractions + k]));
+        sr_cli_jset(f, "captured_oracle", sr_cli_jnum(co[row * a->nfractions + k]));
+        sr_cli_jpush(arr, f);
     }
     return arr;
-}
-
-/* Write text to path whole or not at all: a temporary file beside it,
- * flushed to disk, then renamed over it. */
-static int write_atomic(const char *path, const char *text)
-{
-    char *tmp = xfmt("%s.tmp-XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        int e = errno;
-        free(tmp);
-        errno = e;
-        return -1;
-    }
-    size_t len = strlen(text), done = 0;
-    int ok = 1;
-    while (ok && done < len) {
-        ssize_t n = write(fd, text + done, len - done);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            ok = 0;
-        else
-            done += (size_t)n;
-    }
-    int e = errno;
-    ok = ok && fchmod(fd, 0644) == 0 && fsync(fd) == 0;
-    if (ok)
-        e = errno;
-    if (close(fd) != 0 && ok) {
-        ok = 0;
-        e = errno;
-    }
-    if (ok && rename(tmp, path) != 0) {
-        ok = 0;
-        e = errno;
-    }
-    if (!ok)
-        unlink(tmp);
-    free(tmp);
-    errno = e;
-    return ok ? 0 : -1;
 }
 
 static void share_json(const args *a, const sresid_amp *amp, const double *energy,
                        const double *captured, const double *cm, const double *co)
 {
     size_t nt = sresid_amp_count(amp);
-    json_t *root = jcheck(json_object()), *tensors = jcheck(json_array());
+    json_t *root = json_object(), *tensors = json_array();
     for (size_t t = 0; t < nt; t++) {
         sresid_amp_tensor_info info = {.size = sizeof info};
         sresid_status st = sresid_amp_tensor(amp, t, &info);
         if (st)
             sr_cli_die(prog, "amp", st);
-        json_t *o = jcheck(json_object());
-        jset(o, "name", jstr(info.name));
-        jset(o, "rows", json_integer(info.rows));
-        jset(o, "cols", json_integer(info.cols));
-        jset(o, "rank", json_integer(info.rank));
-        jset(o, "scores", json_integer((json_int_t)info.count));
-        jset(o, "energy", jnum(energy[t]));
-        jset(o, "captured", jnum(captured[t]));
-        jset(o, "fractions", fraction_list(a, cm, co, t));
-        jpush(tensors, o);
+        json_t *o = json_object();
+        sr_cli_jset(o, "name", sr_cli_jstr(info.name));
+        sr_cli_jset(o, "rows", json_integer(info.rows));
+        sr_cli_jset(o, "cols", json_integer(info.cols));
+        sr_cli_jset(o, "rank", json_integer(info.rank));
+        sr_cli_jset(o, "scores", json_integer((json_int_t)info.count));
+        sr_cli_jset(o, "energy", sr_cli_jnum(energy[t]));
+        sr_cli_jset(o, "captured", sr_cli_jnum(captured[t]));
+        sr_cli_jset(o, "fractions", fraction_list(a, cm, co, t));
+        sr_cli_jpush(tensors, o);
     }
-    jset(root, "tensors", tensors);
-    json_t *total = jcheck(json_object());
-    jset(total, "tensors", json_integer((json_int_t)nt));
-    jset(total, "scores", json_integer((json_int_t)sresid_amp_score_count(amp)));
-    jset(total, "energy", jnum(energy[nt]));
-    jset(total, "captured", jnum(captured[nt]));
-    jset(total, "fractions", fraction_list(a, cm, co, nt));
-    jset(root, "total", total);
-    json_t *opt = jcheck(json_object());
-    jset(opt, "base", jstr(a->pos[0]));
-    jset(opt, "trained", jstr(a->pos[1]));
-    jset(opt, "layout", json_string(a->layout == SRESID_AMP_CORE ? "core" : "diag"));
-    jset(opt, "rank", json_integer(a->rank));
-    json_t *kinds = jcheck(json_array());
+    sr_cli_jset(root, "tensors", tensors);
+    json_t *total = json_object();
+    sr_cli_jset(total, "tensors", json_integer((json_int_t)nt));
+    sr_cli_jset(total, "scores", json_integer((json_int_t)sresid_amp_score_count(amp)));
+    sr_cli_jset(total, "energy", sr_cli_jnum(energy[nt]));
+    sr_cli_jset(total, "captured", sr_cli_jnum(captured[nt]));
+    sr_cli_jset(total, "fractions", fraction_list(a, cm, co, nt));
+    sr_cli_jset(root, "total", total);
+    json_t *opt = json_object();
+    sr_cli_jset(opt, "base", sr_cli_jstr(a->pos[0]));
+    sr_cli_jset(opt, "trained", sr_cli_jstr(a->pos[1]));
+    sr_cli_jset(opt, "layout", json_string(a->layout == SRESID_AMP_CORE ? "core" : "diag"));
+    sr_cli_jset(opt, "rank", json_integer(a->rank));
+    json_t *kinds = json_array();
     uint32_t kb = a->kinds ? a->kinds : (1u << SRESID_KIND_ATTENTION | 1u << SRESID_KIND_MLP);
     for (int32_t k = 0; k < SRESID_KIND_COUNT; k++)
         if (kb & 1u << k)
-            jpush(kinds, json_string(sresid_kind_name(k)));
-    jset(opt, "kinds", kinds);
-    jset(opt, "pattern", a->pattern ? jstr(a->pattern) : json_null());
-    jset(opt, "per_tensor", json_boolean(a->per_tensor));
-    json_t *fr = jcheck(json_array());
+            sr_cli_jpush(kinds, json_string(sresid_kind_name(k)));
+    sr_cli_jset(opt, "kinds", kinds);
+    sr_cli_jset(opt, "pattern", a->pattern ? sr_cli_jstr(a->pattern) : json_null());
+    sr_cli_jset(opt, "per_tensor", json_boolean(a->per_tensor));
+    json_t *fr = json_array();
     for (size_t k = 0; k < a->nfractions; k++)
-        jpush(fr, json_real(a->fractions[k]));
-    jset(opt, "fractions", fr);
-    jset(opt, "matrix_layout",
+        sr_cli_jpush(fr, json_real(a->fractions[k]));
+    sr_cli_jset(opt, "fractions", fr);
+    sr_cli_jset(opt, "matrix_layout",
          json_string(a->matrix_layout == SRESID_LAYOUT_OUT_LAST ? "out-last" : "out-first"));
-    jset(root, "options", opt);
+    sr_cli_jset(root, "options", opt);
 
-    char *text = json_dumps(root, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
-    json_decref(root);
-    if (!text)
-        jcheck(NULL);
-    if (strcmp(a->json, "-") == 0) {
-        fputs(text, stdout);
-        fputc('\n', stdout);
-    } else {
-        char *withnl = xfmt("%s\n", text);
-        if (write_atomic(a->json, withnl) != 0)
-            die("cannot write %s: %s", a->json, strerror(errno));
-        free(withnl);
-    }
+    char *text = sr_cli_json_dump(prog, root, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
+    if (sr_cli_write_text(a->json, text) != 0)
+        die("cannot write %s: %s", a->json, strerror(errno));
     free(text);
 }
 
@@ -745,12 +567,8 @@ static void run_fit(const args *a, sresid_model *base, sresid_model *trained)
 
 int main(int argc, char **argv)
 {
-    /* Only a look for --verbose precedes this: it must come before any BLIS call. */
-    int verbose = 0;
-    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
-        verbose |= strcmp(argv[i], "--verbose") == 0 || strcmp(argv[i], "-v") == 0;
-    sr_cli_pick_blis_arch(verbose);
-    prog = sr_cli_prog(argc > 0 ? argv[0] : NULL);
+    /* First: it picks the BLIS kernels, which must come before any BLIS call. */
+    prog = sr_cli_start(argc, argv, NULL);
 
     args a = {.layout = SRESID_AMP_DIAG, .matrix_layout = SRESID_LAYOUT_OUT_FIRST};
     parse_args(argc, argv, &a);
@@ -760,20 +578,16 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s: libsparseresid %s, BLIS kernels %s, %d threads\n", prog,
                 sresid_version_string(), sresid_blas_arch(), (int)sresid_get_threads());
 
-    double t0 = now_s();
-    sresid_model *base = open_model(a.pos[0], a.matrix_layout);
-    sresid_model *trained = open_model(a.pos[1], a.matrix_layout);
+    double t0 = sr_cli_now();
+    sresid_model *base = sr_cli_open_model(prog, a.pos[0], a.matrix_layout);
+    sresid_model *trained = sr_cli_open_model(prog, a.pos[1], a.matrix_layout);
     if (a.cmd == CMD_SHARE)
         run_share(&a, base, trained);
     else
         run_fit(&a, base, trained);
     if (a.verbose)
-        fprintf(stderr, "%s: total %.3f s\n", prog, now_s() - t0);
+        fprintf(stderr, "%s: total %.3f s\n", prog, sr_cli_now() - t0);
     sresid_model_free(trained);
     sresid_model_free(base);
-    if (fflush(stdout) != 0 || ferror(stdout)) {
-        fprintf(stderr, "%s: error writing the output\n", prog);
-        return 1;
-    }
-    return 0;
+    return sr_cli_finish(prog);
 }

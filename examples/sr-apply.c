@@ -1,10 +1,6 @@
 /* sr-apply: add a sparse delta (from sr-compress) to its base checkpoint
  * and write the full model. An example program of libsparseresid. */
-#include <errno.h>
-#include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include <sparseresid/sparseresid.h>
@@ -12,6 +8,7 @@
 #include "cli.h"
 
 static const char *prog = "sr-apply";
+#define bad_usage(...) sr_cli_bad_usage(prog, __VA_ARGS__)
 
 static void usage(FILE *f)
 {
@@ -35,25 +32,10 @@ static void usage(FILE *f)
             prog);
 }
 
-static _Noreturn void bad_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static _Noreturn void bad_usage(const char *fmt, ...)
-{
-    va_list ap;
-    fprintf(stderr, "%s: ", prog);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\n(try %s --help)\n", prog);
-    exit(2);
-}
-
 int main(int argc, char **argv)
 {
-    int verbose = 0;
-    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
-        verbose |= strcmp(argv[i], "--verbose") == 0 || strcmp(argv[i], "-v") == 0;
-    sr_cli_pick_blis_arch(verbose);
-    prog = sr_cli_prog(argc > 0 ? argv[0] : NULL);
+    int verbose;
+    prog = sr_cli_start(argc, argv, &verbose);
 
     const char *pos[2] = {NULL, NULL}, *out = NULL;
     int npos = 0, force = 0, no_clobber = 0;
@@ -73,12 +55,9 @@ int main(int argc, char **argv)
                 bad_usage("--output wants a file name");
             out = v;
         } else if ((r = sr_cli_opt_value(argc, argv, &i, "--scale", &v)) != 0) {
-            char *end;
-            errno = 0;
             if (r < 0)
                 bad_usage("--scale wants a number");
-            scale = strtod(v, &end);
-            if (!*v || *end || errno || !isfinite(scale) || scale == 0)
+            if (!sr_cli_real(v, &scale) || scale == 0)
                 bad_usage("--scale wants a finite non-zero number, not '%s'", v);
         } else if (strcmp(s, "--force") == 0) {
             force = 1;
@@ -101,12 +80,10 @@ int main(int argc, char **argv)
     if (!out)
         bad_usage("give the output file with -o OUT.safetensors");
 
-    sresid_model *base = NULL;
-    sresid_status st = sresid_model_open(pos[0], NULL, &base);
-    if (st)
-        sr_cli_die_open(prog, pos[0], st);
+    sresid_model *base = sr_cli_open_model(prog, pos[0], SRESID_LAYOUT_OUT_FIRST);
     sresid_sparse *sp = NULL;
-    if ((st = sresid_sparse_load(pos[1], &sp)))
+    sresid_status st = sresid_sparse_load(pos[1], &sp);
+    if (st)
         sr_cli_die_open(prog, pos[1], st);
     sresid_apply_opts ao = {.size = sizeof ao,
                             .scale = scale,

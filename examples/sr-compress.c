@@ -2,20 +2,19 @@
  * them as a sparse delta (safetensors), with the error report. An example
  * program of libsparseresid. */
 #include <errno.h>
-#include <jansson.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <sparseresid/sparseresid.h>
 
 #include "cli.h"
+#include "cli_json.h"
 
 static const char *prog = "sr-compress";
+#define bad_usage(...) sr_cli_bad_usage(prog, __VA_ARGS__)
 
 static void usage(FILE *f)
 {
@@ -54,29 +53,6 @@ static void usage(FILE *f)
             "A checkpoint is a .safetensors file, a *.safetensors.index.json or a\n"
             "directory of shards. Exit status: 0 ok, 1 error, 2 bad usage.\n",
             prog);
-}
-
-static _Noreturn void bad_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static _Noreturn void bad_usage(const char *fmt, ...)
-{
-    va_list ap;
-    fprintf(stderr, "%s: ", prog);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\n(try %s --help)\n", prog);
-    exit(2);
-}
-
-static double parse_num(const char *opt, const char *s, double lo, double hi, int open_lo)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (!*s || *end || errno || !isfinite(v) || v > hi || v < lo || (open_lo && v == lo))
-        bad_usage("%s wants a number in %s%g, %g], not '%s'", opt, open_lo ? "(" : "[", lo, hi,
-                  s);
-    return v;
 }
 
 typedef struct args {
@@ -129,10 +105,9 @@ static void parse_args(int argc, char **argv, args *a)
             if (++rules > 1)
                 bad_usage("give one rule: --keep, --per-tensor-keep, --threshold, --energy or "
                           "--dare");
-            a->param = a->rule == SRESID_SPARSE_THRESHOLD ? parse_num(opt, v, 0, HUGE_VAL, 1)
-                       : a->rule == SRESID_SPARSE_TOP || a->rule == SRESID_SPARSE_TOP_PER_TENSOR
-                           ? parse_num(opt, v, 0, 1, 0)
-                           : parse_num(opt, v, 0, 1, 1);
+            double hi = a->rule == SRESID_SPARSE_THRESHOLD ? HUGE_VAL : 1;
+            int open_lo = a->rule != SRESID_SPARSE_TOP && a->rule != SRESID_SPARSE_TOP_PER_TENSOR;
+            a->param = sr_cli_parse_real(prog, opt, v, 0, hi, open_lo);
         } else if ((r = sr_cli_opt_value(argc, argv, &i, "--dtype", &v)) != 0) {
             if (r < 0)
                 bad_usage("--dtype wants f32, f16 or bf16");
@@ -145,13 +120,9 @@ static void parse_args(int argc, char **argv, args *a)
             else
                 bad_usage("--dtype wants f32, f16 or bf16, not '%s'", v);
         } else if ((r = sr_cli_opt_value(argc, argv, &i, "--seed", &v)) != 0) {
-            char *end;
-            errno = 0;
             if (r < 0)
                 bad_usage("--seed wants an integer");
-            a->seed = strtoull(v, &end, 0);
-            if (!*v || *end || errno || strchr(v, '-'))
-                bad_usage("--seed wants an integer in [0, 2^64), not '%s'", v);
+            a->seed = sr_cli_parse_seed(prog, v);
         } else if ((r = sr_cli_opt_value(argc, argv, &i, "--json", &v)) != 0) {
             if (r < 0)
                 bad_usage("--json wants a file name or -");
@@ -159,11 +130,7 @@ static void parse_args(int argc, char **argv, args *a)
         } else if ((r = sr_cli_opt_value(argc, argv, &i, "--layout", &v)) != 0) {
             if (r < 0)
                 bad_usage("--layout wants out-first or out-last");
-            if (strcmp(v, "out-first") == 0)
-                a->layout = SRESID_LAYOUT_OUT_FIRST;
-            else if (strcmp(v, "out-last") == 0)
-                a->layout = SRESID_LAYOUT_OUT_LAST;
-            else
+            if (!sr_cli_layout(v, &a->layout))
                 bad_usage("--layout wants out-first or out-last, not '%s'", v);
         } else if (strcmp(s, "--skip-mismatched") == 0) {
             a->skip_mismatched = 1;
@@ -191,21 +158,6 @@ static void parse_args(int argc, char **argv, args *a)
         bad_usage("give the output file with -o DELTA.safetensors");
 }
 
-static sresid_model *open_model(const char *path, int32_t layout)
-{
-    sresid_model_opts mo = {.size = sizeof mo, .layout = layout};
-    sresid_model *m = NULL;
-    sresid_status st = sresid_model_open(path, &mo, &m);
-    if (st)
-        sr_cli_die_open(prog, path, st);
-    return m;
-}
-
-static json_t *num(double v)
-{
-    return isfinite(v) ? json_real(v) : json_null();
-}
-
 /* The error report of one tensor (or the total) as JSON. */
 static json_t *info_json(const sresid_sparse_info *in)
 {
@@ -223,10 +175,10 @@ static json_t *info_json(const sresid_sparse_info *in)
     json_object_set_new(o, "kept", json_integer((json_int_t)in->kept));
     json_object_set_new(o, "bytes", json_integer((json_int_t)in->bytes));
     json_object_set_new(o, "dense_bytes", json_integer((json_int_t)in->dense_bytes));
-    json_object_set_new(o, "ratio", num(in->ratio));
-    json_object_set_new(o, "energy", num(in->energy));
-    json_object_set_new(o, "kept_energy", num(in->kept_energy));
-    json_object_set_new(o, "error", num(in->error));
+    json_object_set_new(o, "ratio", sr_cli_jnum(in->ratio));
+    json_object_set_new(o, "energy", sr_cli_jnum(in->energy));
+    json_object_set_new(o, "kept_energy", sr_cli_jnum(in->kept_energy));
+    json_object_set_new(o, "error", sr_cli_jnum(in->error));
     return o;
 }
 
@@ -241,44 +193,17 @@ static const char *rule_name(int32_t r)
     }
 }
 
-/* Whole or not at all: a temporary file beside the target, then rename. */
-static void write_json(const char *path, const char *text)
-{
-    if (strcmp(path, "-") == 0) {
-        fputs(text, stdout);
-        fputc('\n', stdout);
-        return;
-    }
-    char *tmp = sr_cli_xfmt(prog, "%s.tmp-%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "w");
-    int ok = f && fputs(text, f) >= 0 && fputc('\n', f) != EOF;
-    if (f && fclose(f) != 0)
-        ok = 0;
-    if (!ok || rename(tmp, path) != 0) {
-        int e = errno;
-        if (f)
-            remove(tmp);
-        fprintf(stderr, "%s: %s: cannot write the report: %s\n", prog, path, strerror(e));
-        exit(1);
-    }
-    free(tmp);
-}
-
 int main(int argc, char **argv)
 {
-    int verbose = 0;
-    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
-        verbose |= strcmp(argv[i], "--verbose") == 0 || strcmp(argv[i], "-v") == 0;
-    sr_cli_pick_blis_arch(verbose);
-    prog = sr_cli_prog(argc > 0 ? argv[0] : NULL);
+    prog = sr_cli_start(argc, argv, NULL);
 
     args a = {.rule = SRESID_SPARSE_TOP, .param = 0.1, .dtype = SRESID_DTYPE_F32};
     parse_args(argc, argv, &a);
     if (a.rule != SRESID_SPARSE_THRESHOLD && a.param == 0)
         bad_usage("a fraction of 0 keeps nothing; give a positive value");
 
-    sresid_model *base = open_model(a.pos[0], a.layout);
-    sresid_model *trained = open_model(a.pos[1], a.layout);
+    sresid_model *base = sr_cli_open_model(prog, a.pos[0], a.layout);
+    sresid_model *trained = sr_cli_open_model(prog, a.pos[1], a.layout);
     sresid_residual *res = NULL;
     sresid_pair_opts po = {.size = sizeof po,
                            .flags = a.skip_mismatched ? SRESID_PAIR_SKIP_MISMATCHED : 0u};
@@ -329,13 +254,12 @@ int main(int argc, char **argv)
             json_array_append_new(un, json_string(name));
         }
         json_object_set_new(doc, "unpaired", un);
-        char *text = json_dumps(doc, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
-        json_decref(doc);
-        if (!text) {
-            fprintf(stderr, "%s: out of memory\n", prog);
+        char *text = sr_cli_json_dump(prog, doc, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+        if (sr_cli_write_text(a.json, text) != 0) {
+            fprintf(stderr, "%s: %s: cannot write the report: %s\n", prog, a.json,
+                    strerror(errno));
             return 1;
         }
-        write_json(a.json, text);
         free(text);
     }
     if (!a.json || strcmp(a.json, "-") != 0) {

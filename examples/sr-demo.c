@@ -50,7 +50,7 @@ static void usage(FILE *f)
             "  --dim N            width d (default %d)\n"
             "  --heads N          attention heads, dividing d (default %d)\n"
             "  --context N        tokens per sequence (default %d)\n"
-            "  --ft-lr X          peak learning rate of the full fine-tune (default 0.001)\n"
+            "  --ft-lr X          peak learning rate of the full fine-tune (default 0.0005)\n"
             "  --amp-lr X         peak learning rate of the scores (default 0.05)\n"
             "  --corpus FILE      another text instead of the bundled one (split by share:\n"
             "                     first 70 %% pre-training, the rest the task)\n"
@@ -131,7 +131,7 @@ static void defaults(demo_settings *s, int quick)
         .steps = 60,
         .batch = 8,
         .ft_warmup = 6,
-        .ft_lr = 1e-3,
+        .ft_lr = 5e-4,
         .ft_lr_min = 1e-4,
         .amp_lr = 5e-2,
         .amp_lr_min = 5e-3,
@@ -146,13 +146,13 @@ static void defaults(demo_settings *s, int quick)
     if (quick) {
         s->model = (gpt_config){.dim = 64, .layers = 2, .heads = 2, .context = 32};
         s->seeds = 2;
-        s->pretrain_steps = 200;
+        s->pretrain_steps = 400;
         s->pretrain_warmup = 20;
-        s->steps = 40;
-        s->ft_warmup = 4;
+        s->steps = 60;
+        s->ft_warmup = 6;
         s->calib_batches = 4;
-        s->warm_steps = 4;
-        s->dyn_every = 5;
+        s->warm_steps = 6;
+        s->dyn_every = 8;
         s->eval_windows = 128;
     }
 }
@@ -488,6 +488,8 @@ int main(int argc, char **argv)
     if (gpt_init(&g, &s->model))
         die("out of memory");
     R.nparams = g.nparams;
+    for (size_t i = 0; i < g.ntensors; i++)
+        R.amp_tensors += (size_t)g.tensors[i].is_matrix;
 
     /* output and cache directories */
     char *cache_dir = xfmt("%s/cache", s->out_dir);
@@ -537,12 +539,13 @@ int main(int argc, char **argv)
         die("out of memory");
     R.base_pre_loss = demo_eval(&g, base, ew, s->batch, &corpus.pre_val, s->eval_windows);
     R.base_task_loss = demo_eval(&g, base, ew, s->batch, &corpus.task_val, s->eval_windows);
-    printf("pre-training: %d steps of %d x %d tokens%s; validation loss %.4f (Lexicon), %.4f "
-           "(task)\n",
-           s->pretrain_steps, s->pretrain_batch, s->model.context,
-           R.pretrain.reused ? ", reused from the cache"
-                             : xfmt(" in %.1f s", R.pretrain.seconds),
-           R.base_pre_loss, R.base_task_loss);
+    char *how = R.pretrain.reused ? xfmt(", reused from the cache")
+                                  : xfmt(" in %.1f s", R.pretrain.seconds);
+    printf("pre-training: %d steps of %d x %d tokens%s; validation loss %.4f (pre-training "
+           "text), %.4f (task)\n",
+           s->pretrain_steps, s->pretrain_batch, s->model.context, how, R.base_pre_loss,
+           R.base_task_loss);
+    free(how);
 
     /* 2. full fine-tune: no weight decay, so the residual is the task's alone */
     memcpy(ft, base, g.nparams * sizeof(float));
@@ -558,12 +561,12 @@ int main(int argc, char **argv)
           &R.finetune);
     R.ft_pre_loss = demo_eval(&g, ft, ew, s->batch, &corpus.pre_val, s->eval_windows);
     R.ft_task_loss = demo_eval(&g, ft, ew, s->batch, &corpus.task_val, s->eval_windows);
+    how = R.finetune.reused ? xfmt(", reused from the cache")
+                            : xfmt(" in %.1f s", R.finetune.seconds);
     printf("full fine-tune: %d steps of %d x %d tokens%s; validation loss %.4f (task), %.4f "
-           "(Lexicon)\n",
-           s->steps, s->batch, s->model.context,
-           R.finetune.reused ? ", reused from the cache"
-                             : xfmt(" in %.1f s", R.finetune.seconds),
-           R.ft_task_loss, R.ft_pre_loss);
+           "(pre-training text)\n",
+           s->steps, s->batch, s->model.context, how, R.ft_task_loss, R.ft_pre_loss);
+    free(how);
     fflush(stdout);
 
     /* 3. table 1 */

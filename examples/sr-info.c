@@ -1,8 +1,6 @@
 /* sr-info: the tensors of a checkpoint, or how far a fine-tune moved from
  * its base, tensor by tensor. An example program of libsparseresid. */
-#include <jansson.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +9,7 @@
 #include <sparseresid/sparseresid.h>
 
 #include "cli.h"
+#include "cli_json.h"
 
 static const char *prog = "sr-info";
 
@@ -49,17 +48,7 @@ static _Noreturn void bad_usage(const char *fmt, const char *arg)
     exit(2);
 }
 
-static _Noreturn void die_nomem(void)
-{
-    fprintf(stderr, "%s: out of memory\n", prog);
-    exit(1);
-}
-
-static void *xmalloc(size_t n)
-{
-    return sr_cli_xmalloc(prog, n);
-}
-
+#define xmalloc(n) sr_cli_xmalloc(prog, n)
 #define xfmt(...) sr_cli_xfmt(prog, __VA_ARGS__)
 
 static char *shape_str(const int64_t *shape, int32_t ndim)
@@ -80,54 +69,13 @@ static char *num_str(double x)
     return isnan(x) ? xfmt("-") : xfmt("%.6g", x);
 }
 
-/* ---- JSON: every constructor is checked ---- */
-
-static void jset(json_t *obj, const char *key, json_t *v)
-{
-    if (!v || json_object_set_new(obj, key, v) != 0)
-        die_nomem();
-}
-
-static void jpush(json_t *arr, json_t *v)
-{
-    if (!v || json_array_append_new(arr, v) != 0)
-        die_nomem();
-}
-
-static json_t *jnew(json_t *v)
-{
-    if (!v)
-        die_nomem();
-    return v;
-}
-
-/* Names from the library are valid UTF-8; a path from the command line may
- * not be, and Jansson refuses such strings: replace the stray bytes. */
-static json_t *jstr(const char *s)
-{
-    json_t *v = json_string(s);
-    if (v)
-        return v;
-    char *copy = xfmt("%s", s);
-    for (char *p = copy; *p; p++)
-        if ((unsigned char)*p >= 0x80)
-            *p = '?';
-    v = json_string(copy);
-    free(copy);
-    return jnew(v);
-}
-
-/* JSON has no NaN or Inf: those become null. */
-static json_t *jnum(double x)
-{
-    return isfinite(x) ? json_real(x) : json_null();
-}
+/* ---- JSON (cli_json.h: a failed constructor shows when the document is dumped) ---- */
 
 static json_t *jshape(const int64_t *shape, int32_t ndim)
 {
-    json_t *a = jnew(json_array());
+    json_t *a = json_array();
     for (int32_t d = 0; d < ndim; d++)
-        jpush(a, json_integer((json_int_t)shape[d]));
+        sr_cli_jpush(a, json_integer((json_int_t)shape[d]));
     return a;
 }
 
@@ -138,24 +86,13 @@ static json_t *jlayer(int32_t layer)
 
 static void json_print(json_t *root)
 {
-    if (json_dumpf(root, stdout, JSON_INDENT(2)) != 0)
-        die_nomem();
-    fputc('\n', stdout);
-    json_decref(root);
+    char *text = sr_cli_json_dump(prog, root, JSON_INDENT(2));
+    sr_cli_write_text("-", text);
+    free(text);
 }
 
 
 /* ---- models ---- */
-
-static sresid_model *open_model(const char *path, int32_t layout)
-{
-    sresid_model_opts o = { .size = sizeof o, .layout = layout };
-    sresid_model *m = NULL;
-    sresid_status st = sresid_model_open(path, &o, &m);
-    if (st != SRESID_OK)
-        sr_cli_die_open(prog, path, st);
-    return m;
-}
 
 static void tensor_info(const sresid_model *m, size_t i, const char *path,
                         sresid_tensor_info *info)
@@ -182,7 +119,7 @@ static const char *dtype_str(sresid_dtype dtype)
 /* One checkpoint: its tensors with their norms, and its metadata. */
 static void run_one(const char *path, int json, int32_t layout)
 {
-    sresid_model *m = open_model(path, layout);
+    sresid_model *m = sr_cli_open_model(prog, path, layout);
     size_t n = sresid_model_tensor_count(m);
     sresid_tensor_info info;
 
@@ -194,9 +131,8 @@ static void run_one(const char *path, int json, int32_t layout)
             biggest = (uint64_t)info.numel;
     }
     if (biggest > SIZE_MAX / sizeof(float)) {
-        fprintf(stderr, "%s: %s: a tensor of %llu elements does not fit in memory\n", prog,
-                path, (unsigned long long)biggest);
-        exit(1);
+        sr_cli_fatal(prog, "%s: a tensor of %llu elements does not fit in memory", path,
+                     (unsigned long long)biggest);
     }
     float *buf = xmalloc((size_t)biggest * sizeof(float));
     double *norm = xmalloc(n * sizeof *norm);
@@ -219,36 +155,36 @@ static void run_one(const char *path, int json, int32_t layout)
 
     size_t nmeta = sresid_model_metadata_count(m);
     if (json) {
-        json_t *root = jnew(json_object());
-        json_t *tensors = jnew(json_array());
-        json_t *meta = jnew(json_object());
-        jset(root, "path", jstr(path));
+        json_t *root = json_object();
+        json_t *tensors = json_array();
+        json_t *meta = json_object();
+        sr_cli_jset(root, "path", sr_cli_jstr(path));
         for (size_t i = 0; i < n; i++) {
             tensor_info(m, i, path, &info);
-            json_t *t = jnew(json_object());
-            jset(t, "name", jstr(info.name));
-            jset(t, "dtype", jstr(dtype_str(info.dtype)));
-            jset(t, "shape", jshape(info.shape, info.ndim));
-            json_t *mv = jnew(json_array());
-            jpush(mv, json_integer(info.rows));
-            jpush(mv, json_integer(info.cols));
-            jset(t, "matrix", mv);
-            jset(t, "kind", jstr(kind_str(info.kind)));
-            jset(t, "layer", jlayer(info.layer));
-            jset(t, "role", jstr(info.role));
-            jset(t, "numel", json_integer(info.numel));
-            jset(t, "norm", jnum(norm[i]));
-            jpush(tensors, t);
+            json_t *t = json_object();
+            sr_cli_jset(t, "name", sr_cli_jstr(info.name));
+            sr_cli_jset(t, "dtype", sr_cli_jstr(dtype_str(info.dtype)));
+            sr_cli_jset(t, "shape", jshape(info.shape, info.ndim));
+            json_t *mv = json_array();
+            sr_cli_jpush(mv, json_integer(info.rows));
+            sr_cli_jpush(mv, json_integer(info.cols));
+            sr_cli_jset(t, "matrix", mv);
+            sr_cli_jset(t, "kind", sr_cli_jstr(kind_str(info.kind)));
+            sr_cli_jset(t, "layer", jlayer(info.layer));
+            sr_cli_jset(t, "role", sr_cli_jstr(info.role));
+            sr_cli_jset(t, "numel", json_integer(info.numel));
+            sr_cli_jset(t, "norm", sr_cli_jnum(norm[i]));
+            sr_cli_jpush(tensors, t);
         }
         for (size_t i = 0; i < nmeta; i++) {
             const char *k = NULL, *v = NULL;
             sresid_status st = sresid_model_metadata_at(m, i, &k, &v);
             if (st != SRESID_OK)
                 sr_cli_die(prog, path, st);
-            jset(meta, k, jstr(v));
+            sr_cli_jset(meta, k, sr_cli_jstr(v));
         }
-        jset(root, "tensors", tensors);
-        jset(root, "metadata", meta);
+        sr_cli_jset(root, "tensors", tensors);
+        sr_cli_jset(root, "metadata", meta);
         json_print(root);
     } else {
         printf("%s: %zu tensors, %llu elements\n", path, n, (unsigned long long)total);
@@ -300,10 +236,10 @@ static void norms_of(const sresid_residual *r, size_t i, const char *what, sresi
 
 static void jset_norms(json_t *obj, const sresid_norms *nm)
 {
-    jset(obj, "norm_base", jnum(nm->base));
-    jset(obj, "norm_trained", jnum(nm->trained));
-    jset(obj, "norm_residual", jnum(nm->residual));
-    jset(obj, "relative", jnum(nm->relative));
+    sr_cli_jset(obj, "norm_base", sr_cli_jnum(nm->base));
+    sr_cli_jset(obj, "norm_trained", sr_cli_jnum(nm->trained));
+    sr_cli_jset(obj, "norm_residual", sr_cli_jnum(nm->residual));
+    sr_cli_jset(obj, "relative", sr_cli_jnum(nm->relative));
 }
 
 static void put_norms(sr_cli_table *t, const sresid_norms *nm)
@@ -351,8 +287,8 @@ static char *unpaired_reason(int32_t reason, const sresid_tensor_info *bi, int h
 
 static void run_pair(const char *bpath, const char *tpath, int json, int strict, int32_t layout)
 {
-    sresid_model *base = open_model(bpath, layout);
-    sresid_model *trained = open_model(tpath, layout);
+    sresid_model *base = sr_cli_open_model(prog, bpath, layout);
+    sresid_model *trained = sr_cli_open_model(prog, tpath, layout);
     sresid_pair_opts po = { .size = sizeof po,
                             .flags = strict ? 0u : SRESID_PAIR_SKIP_MISMATCHED };
     sresid_residual *r = NULL;
@@ -370,11 +306,11 @@ static void run_pair(const char *bpath, const char *tpath, int json, int strict,
     sr_cli_table t = { .ncols = 8, .right = "llrlrrrr", .prog = prog};
 
     if (json) {
-        root = jnew(json_object());
-        pairs = jnew(json_array());
-        unpaired = jnew(json_array());
-        jset(root, "base", jstr(bpath));
-        jset(root, "trained", jstr(tpath));
+        root = json_object();
+        pairs = json_array();
+        unpaired = json_array();
+        sr_cli_jset(root, "base", sr_cli_jstr(bpath));
+        sr_cli_jset(root, "trained", sr_cli_jstr(tpath));
     } else {
         printf("base:    %s\ntrained: %s\n", bpath, tpath);
         const char *head[] = { "name",    "kind",      "layer", "shape",
@@ -391,13 +327,13 @@ static void run_pair(const char *bpath, const char *tpath, int json, int strict,
         tensor_info(base, bi, bpath, &info);
         norms_of(r, i, what, &nm);
         if (json) {
-            json_t *p = jnew(json_object());
-            jset(p, "name", jstr(info.name));
-            jset(p, "kind", jstr(kind_str(info.kind)));
-            jset(p, "layer", jlayer(info.layer));
-            jset(p, "shape", jshape(info.shape, info.ndim));
+            json_t *p = json_object();
+            sr_cli_jset(p, "name", sr_cli_jstr(info.name));
+            sr_cli_jset(p, "kind", sr_cli_jstr(kind_str(info.kind)));
+            sr_cli_jset(p, "layer", jlayer(info.layer));
+            sr_cli_jset(p, "shape", jshape(info.shape, info.ndim));
             jset_norms(p, &nm);
-            jpush(pairs, p);
+            sr_cli_jpush(pairs, p);
         } else {
             sr_cli_table_put(&t, xfmt("%s", info.name));
             sr_cli_table_put(&t, xfmt("%s", kind_str(info.kind)));
@@ -409,10 +345,10 @@ static void run_pair(const char *bpath, const char *tpath, int json, int strict,
     norms_of(r, SRESID_ALL, what, &all);
 
     if (json) {
-        json_t *tot = jnew(json_object());
+        json_t *tot = json_object();
         jset_norms(tot, &all);
-        jset(root, "pairs", pairs);
-        jset(root, "total", tot);
+        sr_cli_jset(root, "pairs", pairs);
+        sr_cli_jset(root, "total", tot);
     } else {
         sr_cli_table_put(&t, xfmt("all %zu pairs", np));
         sr_cli_table_put(&t, xfmt("%s", ""));
@@ -434,12 +370,12 @@ static void run_pair(const char *bpath, const char *tpath, int json, int strict,
         int has_t = find_info(trained, name, tpath, &tinfo);
         char *why = unpaired_reason(reason, &info, has_b, &tinfo, has_t);
         if (json) {
-            json_t *u = jnew(json_object());
-            jset(u, "name", jstr(name));
-            jset(u, "reason", jstr(why));
-            jset(u, "shape_base", has_b ? jshape(info.shape, info.ndim) : json_null());
-            jset(u, "shape_trained", has_t ? jshape(tinfo.shape, tinfo.ndim) : json_null());
-            jpush(unpaired, u);
+            json_t *u = json_object();
+            sr_cli_jset(u, "name", sr_cli_jstr(name));
+            sr_cli_jset(u, "reason", sr_cli_jstr(why));
+            sr_cli_jset(u, "shape_base", has_b ? jshape(info.shape, info.ndim) : json_null());
+            sr_cli_jset(u, "shape_trained", has_t ? jshape(tinfo.shape, tinfo.ndim) : json_null());
+            sr_cli_jpush(unpaired, u);
             free(why);
         } else {
             sr_cli_table_put(&ut, xfmt("  %s", name));
@@ -447,7 +383,7 @@ static void run_pair(const char *bpath, const char *tpath, int json, int strict,
         }
     }
     if (json) {
-        jset(root, "unpaired", unpaired);
+        sr_cli_jset(root, "unpaired", unpaired);
         json_print(root);
     } else {
         sr_cli_table_print(&ut);
@@ -461,12 +397,9 @@ static void run_pair(const char *bpath, const char *tpath, int json, int strict,
 
 int main(int argc, char **argv)
 {
-    /* Only a look for --verbose precedes this: it must come before any BLIS call. */
-    int verbose = 0;
-    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
-        verbose |= strcmp(argv[i], "--verbose") == 0 || strcmp(argv[i], "-v") == 0;
-    sr_cli_pick_blis_arch(verbose);
-    prog = sr_cli_prog(argc > 0 ? argv[0] : NULL);
+    /* First: it picks the BLIS kernels, which must come before any BLIS call. */
+    int verbose;
+    prog = sr_cli_start(argc, argv, &verbose);
 
     int json = 0, strict = 0, npos = 0, options_done = 0;
     const char *pos[2] = { NULL, NULL }, *layout_s = NULL;
@@ -501,9 +434,7 @@ int main(int argc, char **argv)
         bad_usage("%s", "--strict needs two checkpoints");
 
     int32_t layout = SRESID_LAYOUT_OUT_FIRST;
-    if (layout_s && strcmp(layout_s, "out-last") == 0)
-        layout = SRESID_LAYOUT_OUT_LAST;
-    else if (layout_s && strcmp(layout_s, "out-first") != 0)
+    if (layout_s && !sr_cli_layout(layout_s, &layout))
         bad_usage("unknown layout %s (want out-first or out-last)", layout_s);
 
     if (verbose)
@@ -515,9 +446,5 @@ int main(int argc, char **argv)
     else
         run_pair(pos[0], pos[1], json, strict, layout);
 
-    if (fflush(stdout) != 0 || ferror(stdout)) {
-        fprintf(stderr, "%s: error writing the output\n", prog);
-        return 1;
-    }
-    return 0;
+    return sr_cli_finish(prog);
 }

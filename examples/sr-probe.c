@@ -1,15 +1,12 @@
 /* sr-probe: the residual report of a fine-tune (or the weights of one
  * checkpoint) as the study's tables or as JSON. An example program of
  * libsparseresid. */
-#include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <sparseresid/sparseresid.h>
@@ -17,6 +14,9 @@
 #include "cli.h"
 
 static const char *prog = "sr-probe";
+#define bad_usage(...) sr_cli_bad_usage(prog, __VA_ARGS__)
+#define xmalloc(n) sr_cli_xmalloc(prog, n)
+#define xfmt(...) sr_cli_xfmt(prog, __VA_ARGS__)
 
 static void usage(FILE *f)
 {
@@ -59,56 +59,7 @@ static void usage(FILE *f)
             prog, prog);
 }
 
-static _Noreturn void bad_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static _Noreturn void bad_usage(const char *fmt, ...)
-{
-    va_list ap;
-    fprintf(stderr, "%s: ", prog);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\n(try %s --help)\n", prog);
-    exit(2);
-}
-
-static void *xmalloc(size_t n)
-{
-    return sr_cli_xmalloc(prog, n);
-}
-
-#define xfmt(...) sr_cli_xfmt(prog, __VA_ARGS__)
-
 /* ---- option values: whole-string parses, range errors are usage errors ---- */
-
-static long long parse_int(const char *opt, const char *s, long long lo, long long hi)
-{
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (!*s || *end || errno || v < lo || v > hi)
-        bad_usage("%s wants an integer in [%lld, %lld], not '%s'", opt, lo, hi, s);
-    return v;
-}
-
-static uint64_t parse_seed(const char *s)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 0);
-    if (!*s || *end || errno || strchr(s, '-'))
-        bad_usage("--seed wants an integer in [0, 2^64), not '%s'", s);
-    return v;
-}
-
-static double parse_band(const char *s)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (!*s || *end || errno || !(v > 0 && v <= 1))
-        bad_usage("--band wants a number in (0, 1], not '%s'", s);
-    return v;
-}
 
 /* Comma-separated K values. */
 static size_t parse_ks(const char *s, int32_t *ks, size_t cap)
@@ -123,7 +74,7 @@ static size_t parse_ks(const char *s, int32_t *ks, size_t cap)
                       cap, s);
         memcpy(item, p, len);
         item[len] = '\0';
-        ks[n++] = (int32_t)parse_int("--k", item, 1, 65536);
+        ks[n++] = (int32_t)sr_cli_parse_int(prog, "--k", item, 1, 65536);
         if (!p[len])
             return n;
         p += len + 1;
@@ -143,12 +94,10 @@ static uint32_t parse_names(const char *opt, const char *s, int kinds)
         size_t len = strcspn(p, ",");
         int found = 0;
         if (kinds) {
-            for (int32_t k = 0; k < SRESID_KIND_COUNT && !found; k++) {
-                const char *name = sresid_kind_name(k);
-                if (name && strlen(name) == len && strncmp(p, name, len) == 0) {
-                    bits |= 1u << k;
-                    found = 1;
-                }
+            int32_t k = sr_cli_kind_of(p, len);
+            if (k >= 0) {
+                bits |= 1u << k;
+                found = 1;
             }
         } else {
             for (size_t i = 0; i < sizeof probe_names / sizeof probe_names[0] && !found; i++)
@@ -174,13 +123,6 @@ typedef struct bar {
     int drawn;
 } bar;
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static void bar_clear(bar *b)
 {
     if (b->drawn) {
@@ -193,7 +135,7 @@ static void bar_clear(bar *b)
 static void on_progress(void *user, size_t done, size_t total, const char *name)
 {
     bar *b = user;
-    double t = now_s();
+    double t = sr_cli_now();
     if (done < total && t - b->last < 0.1) /* ten frames a second is plenty */
         return;
     b->last = t;
@@ -511,7 +453,6 @@ static void parse_args(int argc, char **argv, args *a)
     int options_done = 0;
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i], *val = NULL;
-        int rc;
         if (options_done || s[0] != '-' || s[1] == '\0') {
             if (a->npos == 2)
                 bad_usage("too many checkpoints: %s", s);
@@ -523,10 +464,7 @@ static void parse_args(int argc, char **argv, args *a)
         a->field = 1;                                                                          \
         continue;                                                                              \
     }
-#define VALUE(name)                                                                            \
-    ((rc = sr_cli_opt_value(argc, argv, &i, name, &val)) < 0                                   \
-         ? (bad_usage("%s needs a value", name), 0)                                            \
-         : rc)
+#define VALUE(name) sr_cli_value(prog, argc, argv, &i, name, &val)
         if (strcmp(s, "--") == 0) {
             options_done = 1;
             continue;
@@ -544,27 +482,23 @@ static void parse_args(int argc, char **argv, args *a)
         if (VALUE("--json"))
             a->json = val;
         else if (VALUE("--bins"))
-            a->bins = (int32_t)parse_int("--bins", val, 1, 1 << 24);
+            a->bins = (int32_t)sr_cli_parse_int(prog, "--bins", val, 1, 1 << 24);
         else if (VALUE("--k"))
             a->nks = parse_ks(val, a->ks, 64);
         else if (VALUE("--band"))
-            a->band = parse_band(val);
+            a->band = sr_cli_parse_real(prog, "--band", val, 0, 1, 1);
         else if (VALUE("--null-draws"))
-            a->draws = (int32_t)parse_int("--null-draws", val, 0, 10000);
+            a->draws = (int32_t)sr_cli_parse_int(prog, "--null-draws", val, 0, 10000);
         else if (VALUE("--seed"))
-            a->seed = parse_seed(val);
+            a->seed = sr_cli_parse_seed(prog, val);
         else if (VALUE("--threads"))
-            a->threads = (int32_t)parse_int("--threads", val, 1, 4096);
+            a->threads = (int32_t)sr_cli_parse_int(prog, "--threads", val, 1, 4096);
         else if (VALUE("--only"))
             a->kinds = parse_names("--only", val, 1);
         else if (VALUE("--probes"))
             a->probes = parse_names("--probes", val, 0);
         else if (VALUE("--layout")) {
-            if (strcmp(val, "out-first") == 0)
-                a->layout = SRESID_LAYOUT_OUT_FIRST;
-            else if (strcmp(val, "out-last") == 0)
-                a->layout = SRESID_LAYOUT_OUT_LAST;
-            else
+            if (!sr_cli_layout(val, &a->layout))
                 bad_usage("unknown layout '%s' (want out-first or out-last)", val);
         } else
             bad_usage("unknown option %s", s);
@@ -575,16 +509,6 @@ static void parse_args(int argc, char **argv, args *a)
         bad_usage("no checkpoint given");
     if (a->json && !*a->json)
         bad_usage("--json needs a file name or -");
-}
-
-static sresid_model *open_model(const char *path, int32_t layout)
-{
-    sresid_model_opts o = {.size = sizeof o, .layout = layout};
-    sresid_model *m = NULL;
-    sresid_status st = sresid_model_open(path, &o, &m);
-    if (st != SRESID_OK)
-        sr_cli_die_open(prog, path, st);
-    return m;
 }
 
 static void print_header(const args *a, const view *v, const sresid_report *r,
@@ -625,12 +549,8 @@ static void print_header(const args *a, const view *v, const sresid_report *r,
 
 int main(int argc, char **argv)
 {
-    /* Only a look for --verbose precedes this: it must come before any BLIS call. */
-    int verbose = 0;
-    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
-        verbose |= strcmp(argv[i], "--verbose") == 0 || strcmp(argv[i], "-v") == 0;
-    sr_cli_pick_blis_arch(verbose);
-    prog = sr_cli_prog(argc > 0 ? argv[0] : NULL);
+    /* First: it picks the BLIS kernels, which must come before any BLIS call. */
+    prog = sr_cli_start(argc, argv, NULL);
 
     args a = {.layout = SRESID_LAYOUT_OUT_FIRST};
     parse_args(argc, argv, &a);
@@ -639,9 +559,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s: libsparseresid %s, BLIS kernels %s, %d threads\n", prog,
                 sresid_version_string(), sresid_blas_arch(), (int)threads);
 
-    double t0 = now_s();
-    sresid_model *base = open_model(a.pos[0], a.layout);
-    sresid_model *trained = a.npos == 2 ? open_model(a.pos[1], a.layout) : NULL;
+    double t0 = sr_cli_now();
+    sresid_model *base = sr_cli_open_model(prog, a.pos[0], a.layout);
+    sresid_model *trained = a.npos == 2 ? sr_cli_open_model(prog, a.pos[1], a.layout) : NULL;
     sresid_residual *res = NULL;
     if (trained) {
         sresid_pair_opts po = {.size = sizeof po,
@@ -676,13 +596,12 @@ int main(int argc, char **argv)
     bar_clear(&b);
     if (st) {
         if (st == SRESID_ERR_NONFINITE && !a.allow_nonfinite) {
-            fprintf(stderr, "%s: %s (use --allow-nonfinite to count and exclude them)\n", prog,
-                    sresid_last_error());
-            exit(1);
+            sr_cli_fatal(prog, "%s (use --allow-nonfinite to count and exclude them)",
+                         sresid_last_error());
         }
         sr_cli_die(prog, "report", st);
     }
-    double t1 = now_s();
+    double t1 = sr_cli_now();
     if (a.verbose)
         fprintf(stderr, "%s: report in %.3f s\n", prog, t1 - t0);
 
@@ -691,8 +610,7 @@ int main(int argc, char **argv)
         st = sresid_report_json(r, SRESID_JSON_INDENT, &text);
         if (st)
             sr_cli_die(prog, "JSON", st);
-        fputs(text, stdout);
-        fputc('\n', stdout);
+        sr_cli_write_text("-", text);
         sresid_free(text);
     } else {
         if (a.json) {
@@ -716,15 +634,11 @@ int main(int argc, char **argv)
         free(v.t);
     }
     if (a.verbose)
-        fprintf(stderr, "%s: total %.3f s\n", prog, now_s() - t0);
+        fprintf(stderr, "%s: total %.3f s\n", prog, sr_cli_now() - t0);
 
     sresid_report_free(r);
     sresid_residual_free(res);
     sresid_model_free(trained);
     sresid_model_free(base);
-    if (fflush(stdout) != 0 || ferror(stdout)) {
-        fprintf(stderr, "%s: error writing the output\n", prog);
-        return 1;
-    }
-    return 0;
+    return sr_cli_finish(prog);
 }

@@ -2,55 +2,25 @@
 # Tests of sr-amp (share, fit) against the fixture pair, checked with numpy,
 # and its failures on bad usage and broken files. Run from the repository
 # root after `make all` (make check-tools).
-set -u
+SUITE=tools-amp
+# shellcheck source=tests/tools-lib.sh
+. "$(dirname "$0")/tools-lib.sh"
 set -f # the selection's glob goes to sr-amp, not to the shell
 
 AMP=${SR_AMP:-bin/sr-amp}
-PY=${PYTHON:-/usr/bin/python3}
-FIX=tests/fixtures
-BASE=$FIX/faceapi.face_landmark_68_model.f32.safetensors
-TRAINED=$FIX/faceapi.face_expression_model.f32.safetensors
 # The pair's heads differ in shape (fc/weights [256,136] vs [256,7]) and its
 # tensors are all of kind "other": select the dense blocks' matrices.
 SEL="--kinds all --pattern dense* --matrix-layout out-last"
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/sr-amp-tools.XXXXXX") || exit 1
-trap 'rm -rf "$TMP"' 0
-trap 'exit 1' INT TERM
-
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
-
-check() {
-    desc=$1
-    shift
-    if "$@"; then ok "$desc"; else bad "$desc"; fi
-}
-
 # run NAME ARGS...: run sr-amp, keep stdout, stderr and the exit status.
-run() {
-    name=$1
-    shift
-    "$AMP" "$@" >"$TMP/$name.out" 2>"$TMP/$name.err"
-    echo $? >"$TMP/$name.rc"
-}
-
-rc_is() { [ "$(cat "$TMP/$1.rc")" -eq "$2" ]; }
-one_line() { [ "$(wc -l <"$TMP/$1.err")" -eq 1 ]; }
-no_temp_files() { [ -z "$(ls -a "$1" | grep '\.tmp-')" ]; }
+run() { run_with "$AMP" "$@"; }
 
 # numpy NAME SCRIPT ARGS...: run a Python check, print its complaint on failure.
 numpy_check() {
     "$PY" - "$@" 2>"$TMP/py.err" || { sed 's/^/     /' "$TMP/py.err"; return 1; }
 }
 
-if [ ! -x "$AMP" ]; then
-    echo "FAIL $AMP is missing: run make all first"
-    echo "tools-amp: 0 passed, 1 failed"
-    exit 1
-fi
+need "$AMP"
 
 # A safetensors reader and the closed form, in numpy (float64 SVD).
 cat >"$TMP/ref.py" <<'EOF'
@@ -302,46 +272,26 @@ check "a NaN in a base matrix: exit 1, one line naming file and tensor" sh -c \
 # ---- broken files: exit 1, one line naming the file, no output left ----
 head -c 100000 "$BASE" >"$TMP/cut-data.safetensors"
 printf '\010\000\000\000\000\000\000\000notjson!' >"$TMP/not-json.safetensors"
-CHECK_BIN=${CHECK_BIN:-build/check_sparseresid}
+# swept with the unit tests' malformed files
 mkdir "$TMP/corpus"
 cp "$TMP/cut-data.safetensors" "$TMP/not-json.safetensors" "$TMP/corpus/"
-if [ -x "$CHECK_BIN" ]; then
-    SRESID_TEST_KEEP_DIR="$TMP/corpus" CK_RUN_SUITE=malformed CK_FORK=no "$CHECK_BIN" \
-        >"$TMP/corpus.log" 2>&1
-else
-    bad "$CHECK_BIN is missing: only three broken files swept"
-fi
-n=0
-badfiles=""
 mkdir "$TMP/outs"
-set +f
-for f in "$TMP"/corpus/*; do
-    set -f
-    case $(basename "$f") in
-    valid_* | after_good* | args* | opts*) continue ;;
-    esac
-    n=$((n + 1))
+try_corpus() {
     o="$TMP/outs/out.safetensors"
     for mode in share-base share-trained fit-trained; do
         case $mode in
-        share-base) "$AMP" share --kinds all "$f" "$BASE" >/dev/null 2>"$TMP/c.err" ;;
-        share-trained) "$AMP" share $SEL "$BASE" "$f" >/dev/null 2>"$TMP/c.err" ;;
-        fit-trained) "$AMP" fit $SEL -o "$o" "$BASE" "$f" >/dev/null 2>"$TMP/c.err" ;;
+        share-base) "$AMP" share --kinds all "$1" "$BASE" >/dev/null 2>"$TMP/c.err" ;;
+        share-trained) "$AMP" share $SEL "$BASE" "$1" >/dev/null 2>"$TMP/c.err" ;;
+        fit-trained) "$AMP" fit $SEL -o "$o" "$BASE" "$1" >/dev/null 2>"$TMP/c.err" ;;
         esac
         rc=$?
-        if [ "$rc" -ne 1 ] || [ "$(wc -l <"$TMP/c.err")" -ne 1 ] ||
-            ! grep -qF "$(basename "$f")" "$TMP/c.err" || [ -e "$o" ] ||
+        if ! failed_cleanly "$rc" "$TMP/c.err" "$1" || [ -e "$o" ] ||
             [ -n "$(ls -A "$TMP/outs")" ]; then
-            badfiles="$badfiles $mode:$(basename "$f")(rc=$rc)"
-            rm -f "$TMP"/outs/* "$TMP"/outs/.tmp* 2>/dev/null
+            badfiles="$badfiles $mode:$(basename "$1")(rc=$rc)"
+            rm -rf "$TMP/outs" && mkdir "$TMP/outs"
         fi
     done
-done
-if [ -x "$CHECK_BIN" ]; then
-    check "the malformed corpus has at least 30 files ($n)" [ "$n" -ge 30 ]
-fi
-check "sr-amp fails cleanly on each broken file, no output left:${badfiles:- all $n}" \
-    [ -z "$badfiles" ]
+}
+sweep_corpus try_corpus "sr-amp fails cleanly and leaves no output"
 
-echo "tools-amp: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish

@@ -1,39 +1,12 @@
 #!/bin/sh
 # Tests of sr-compress and sr-apply against the fixture pair and broken
 # inputs. Run from the repository root after `make all` (make check-tools).
-set -u
+SUITE=tools-sparse
+# shellcheck source=tests/tools-lib.sh
+. "$(dirname "$0")/tools-lib.sh"
 
 COMPRESS=${SR_COMPRESS:-bin/sr-compress}
 APPLY=${SR_APPLY:-bin/sr-apply}
-PY=${PYTHON:-/usr/bin/python3}
-FIX=tests/fixtures
-BASE=$FIX/faceapi.face_landmark_68_model.f32.safetensors
-TRAINED=$FIX/faceapi.face_expression_model.f32.safetensors
-
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/sr-tools-sparse.XXXXXX") || exit 1
-trap 'rm -rf "$TMP"' 0
-trap 'exit 1' INT TERM
-
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
-check() {
-    desc=$1
-    shift
-    if "$@"; then ok "$desc"; else bad "$desc"; fi
-}
-
-# run NAME PROG ARGS...: keep stdout, stderr and the exit status.
-run() {
-    name=$1
-    shift
-    "$@" >"$TMP/$name.out" 2>"$TMP/$name.err"
-    echo $? >"$TMP/$name.rc"
-}
-rc_is() { [ "$(cat "$TMP/$1.rc")" -eq "$2" ]; }
-one_line() { [ "$(wc -l <"$TMP/$1.err")" -eq 1 ]; }
-no_temp() { [ -z "$(ls "$TMP" | grep '\.tmp-')" ]; }
 
 # pyck EXPR ARGS...: EXPR, Python over st(path) -> (header, tensors), is true.
 pyck() {
@@ -58,40 +31,34 @@ sys.exit(0 if eval(code[-1]) else 1)
 ' "$expr" "$@" 2>"$TMP/py.err" || { sed 's/^/     /' "$TMP/py.err"; return 1; }
 }
 
-for p in "$COMPRESS" "$APPLY"; do
-    if [ ! -x "$p" ]; then
-        echo "FAIL $p is missing: run make all first"
-        echo "tools-sparse: 0 passed, 1 failed"
-        exit 1
-    fi
-done
+need "$COMPRESS" "$APPLY"
 
 # ---- usage ----
-run help "$COMPRESS" --help
+run_with "$COMPRESS" help --help
 check "sr-compress --help exits 0 with usage on stdout" sh -c "[ \$(cat $TMP/help.rc) -eq 0 ] && grep -q '^usage:' $TMP/help.out"
-run ahelp "$APPLY" --help
+run_with "$APPLY" ahelp --help
 check "sr-apply --help exits 0 with usage on stdout" sh -c "[ \$(cat $TMP/ahelp.rc) -eq 0 ] && grep -q '^usage:' $TMP/ahelp.out"
 for args in "" "$BASE" "$BASE $TRAINED" "--keep 0.1 --energy 0.5 $BASE $TRAINED -o x" \
     "--keep 1.5 $BASE $TRAINED -o x" "--keep x $BASE $TRAINED -o x" "--threshold 0 $BASE $TRAINED -o x" \
     "--dare 0 $BASE $TRAINED -o x" "--dtype f64 $BASE $TRAINED -o x" "--seed -1 $BASE $TRAINED -o x" \
     "--frobnicate $BASE $TRAINED -o x" "--layout sideways $BASE $TRAINED -o x"; do
     # shellcheck disable=SC2086
-    run usage "$COMPRESS" $args
+    run_with "$COMPRESS" usage $args
     check "sr-compress ${args:-(no arguments)} exits 2" rc_is usage 2
 done
 for args in "" "$BASE" "$BASE x.safetensors" "--scale 0 $BASE d -o x" "--scale nan $BASE d -o x" \
     "--bogus $BASE d -o x"; do
     # shellcheck disable=SC2086
-    run usage "$APPLY" $args
+    run_with "$APPLY" usage $args
     check "sr-apply ${args:-(no arguments)} exits 2" rc_is usage 2
 done
 
 # ---- keep everything in F32: TRAINED back bit for bit ----
 D=$TMP/all.safetensors
-run all "$COMPRESS" "$BASE" "$TRAINED" -o "$D" --keep 1 --dtype f32 --skip-mismatched
+run_with "$COMPRESS" all "$BASE" "$TRAINED" -o "$D" --keep 1 --dtype f32 --skip-mismatched
 check "--keep 1 --dtype f32 exits 0" rc_is all 0
 check "... prints the summary naming the output" grep -q "all.safetensors: 47 tensors, kept 321888 of 321888" "$TMP/all.out"
-run allapply "$APPLY" "$BASE" "$D" -o "$TMP/applied.safetensors"
+run_with "$APPLY" allapply "$BASE" "$D" -o "$TMP/applied.safetensors"
 check "sr-apply exits 0 and prints nothing" sh -c "[ \$(cat $TMP/allapply.rc) -eq 0 ] && [ ! -s $TMP/allapply.out ] && [ ! -s $TMP/allapply.err ]"
 check "applied == TRAINED bit for bit on the 47 paired tensors, BASE on the others" pyck '
 hb, b = st(a[0]); ht, t = st(a[1]); ho, o = st(a[2])
@@ -101,7 +68,7 @@ len(paired) == 47 and all((o[k].view("u4") == t[k].view("u4")).all() for k in pa
 
 # ---- 10 %: the delta's structure, the JSON report ----
 D10=$TMP/top10.safetensors
-run top10 "$COMPRESS" "$BASE" "$TRAINED" -o "$D10" --keep 0.1 --skip-mismatched --json "$TMP/top10.json" --tensors
+run_with "$COMPRESS" top10 "$BASE" "$TRAINED" -o "$D10" --keep 0.1 --skip-mismatched --json "$TMP/top10.json" --tensors
 check "--keep 0.1 exits 0" rc_is top10 0
 check "--tensors lists the tensors" grep -q "dense3/conv3/pointwise_filter" "$TMP/top10.out"
 check "the report keeps floor(0.1 * 321888 + 0.5) = 32189 entries" pyck '
@@ -111,68 +78,51 @@ check "the delta is safetensors with NAME.idx / NAME.val per tensor" pyck '
 h, t = st(a[0]); m = h["__metadata__"]; ts = json.loads(m["tensors"])
 m["format"] == "sparseresid.delta" and m["format_version"] == "1" and len(ts) == 47 and all(e["name"] + ".idx" in t and e["name"] + ".val" in t and len(t[e["name"] + ".val"]) == e["kept"] for e in ts) and sum(e["kept"] for e in ts) == 32189
 ' "$D10"
-run json "$COMPRESS" "$BASE" "$TRAINED" -o "$TMP/j.safetensors" --energy 0.99 --dtype bf16 --skip-mismatched --json -
+run_with "$COMPRESS" json "$BASE" "$TRAINED" -o "$TMP/j.safetensors" --energy 0.99 --dtype bf16 --skip-mismatched --json -
 check "--json - writes the report alone on stdout" pyck '
 d = json.load(open(a[0])); d["value_dtype"] == "BF16" and d["total"]["kept_energy"] >= 0.99
 ' "$TMP/json.out"
-run dare "$COMPRESS" "$BASE" "$TRAINED" -o "$TMP/dare.safetensors" --dare 0.2 --seed 7 --skip-mismatched
-run dare2 "$COMPRESS" "$BASE" "$TRAINED" -o "$TMP/dare2.safetensors" --dare 0.2 --seed 7 --skip-mismatched --in-memory
+run_with "$COMPRESS" dare "$BASE" "$TRAINED" -o "$TMP/dare.safetensors" --dare 0.2 --seed 7 --skip-mismatched
+run_with "$COMPRESS" dare2 "$BASE" "$TRAINED" -o "$TMP/dare2.safetensors" --dare 0.2 --seed 7 --skip-mismatched --in-memory
 check "--dare with one seed gives the same file twice" cmp -s "$TMP/dare.safetensors" "$TMP/dare2.safetensors"
 
 # ---- refusals: exit 1, one line naming the file or tensor, no output ----
-run strict "$COMPRESS" "$BASE" "$TRAINED" -o "$TMP/never.safetensors"
+run_with "$COMPRESS" strict "$BASE" "$TRAINED" -o "$TMP/never.safetensors"
 check "a mismatched pair without --skip-mismatched exits 1" rc_is strict 1
 check "... one line naming fc/weights, no output" sh -c "[ \$(wc -l <$TMP/strict.err) -eq 1 ] && grep -q fc/weights $TMP/strict.err && [ ! -e $TMP/never.safetensors ]"
-run wrongbase "$APPLY" "$TRAINED" "$D10" -o "$TMP/never.safetensors"
+run_with "$APPLY" wrongbase "$TRAINED" "$D10" -o "$TMP/never.safetensors"
 check "applying to another base exits 1" rc_is wrongbase 1
 check "... one line naming a tensor and the delta" sh -c "grep -q \"tensor '\" $TMP/wrongbase.err && grep -qF '$D10' $TMP/wrongbase.err"
 check "... and writes nothing" sh -c "[ ! -e $TMP/never.safetensors ]"
 head -c 2000 "$D10" >"$TMP/cut.delta.safetensors"
-run cut "$APPLY" "$BASE" "$TMP/cut.delta.safetensors" -o "$TMP/never.safetensors"
+run_with "$APPLY" cut "$BASE" "$TMP/cut.delta.safetensors" -o "$TMP/never.safetensors"
 check "a truncated delta exits 1 with one line naming it" sh -c "[ \$(cat $TMP/cut.rc) -eq 1 ] && [ \$(wc -l <$TMP/cut.err) -eq 1 ] && grep -qF cut.delta.safetensors $TMP/cut.err"
-run notdelta "$APPLY" "$BASE" "$BASE" -o "$TMP/never.safetensors"
+run_with "$APPLY" notdelta "$BASE" "$BASE" -o "$TMP/never.safetensors"
 check "a model given as the delta exits 1 with one line saying so" sh -c "[ \$(cat $TMP/notdelta.rc) -eq 1 ] && [ \$(wc -l <$TMP/notdelta.err) -eq 1 ] && grep -q 'not a sparse residual' $TMP/notdelta.err"
-run outdir "$COMPRESS" "$BASE" "$TRAINED" --skip-mismatched -o "$TMP/no-such-dir/d.safetensors"
+run_with "$COMPRESS" outdir "$BASE" "$TRAINED" --skip-mismatched -o "$TMP/no-such-dir/d.safetensors"
 check "an unwritable output exits 1 with one line" sh -c "[ \$(cat $TMP/outdir.rc) -eq 1 ] && [ \$(wc -l <$TMP/outdir.err) -eq 1 ]"
-run clobber "$APPLY" "$BASE" "$D10" -o "$TMP/applied.safetensors" --no-clobber
+run_with "$APPLY" clobber "$BASE" "$D10" -o "$TMP/applied.safetensors" --no-clobber
 check "--no-clobber refuses an existing output" rc_is clobber 1
-check "no temporary file is left behind" no_temp
+check "no temporary file is left behind" no_temp_files "$TMP"
 check "nothing was written under the never-written name" sh -c "[ ! -e $TMP/never.safetensors ]"
 
 # Every malformed file of the unit tests' corpus: as BASE, TRAINED or DELTA,
 # exit 1 with one line naming the file, never a crash, never an output.
-CHECK_BIN=${CHECK_BIN:-build/check_sparseresid}
-if [ -x "$CHECK_BIN" ]; then
-    mkdir "$TMP/corpus"
-    SRESID_TEST_KEEP_DIR="$TMP/corpus" CK_RUN_SUITE=malformed CK_FORK=no "$CHECK_BIN" \
-        >"$TMP/corpus.log" 2>&1
-    n=0
-    badfiles=""
-    for f in "$TMP"/corpus/*; do
-        case $(basename "$f") in
-        valid_* | after_good* | args* | opts*) continue ;;
-        esac
-        n=$((n + 1))
-        for how in compress-base compress-trained apply-base apply-delta; do
-            case $how in
-            compress-base) "$COMPRESS" "$f" "$TRAINED" -o "$TMP/out.safetensors" ;;
-            compress-trained) "$COMPRESS" "$BASE" "$f" -o "$TMP/out.safetensors" ;;
-            apply-base) "$APPLY" "$f" "$D10" -o "$TMP/out.safetensors" ;;
-            apply-delta) "$APPLY" "$BASE" "$f" -o "$TMP/out.safetensors" ;;
-            esac >/dev/null 2>"$TMP/corpus.err"
-            rc=$?
-            if [ "$rc" -ne 1 ] || [ "$(wc -l <"$TMP/corpus.err")" -ne 1 ] ||
-                ! grep -qF "$(basename "$f")" "$TMP/corpus.err" || [ -e "$TMP/out.safetensors" ]; then
-                badfiles="$badfiles $how:$(basename "$f")(rc=$rc)"
-                rm -f "$TMP/out.safetensors"
-            fi
-        done
+try_corpus() {
+    for how in compress-base compress-trained apply-base apply-delta; do
+        case $how in
+        compress-base) "$COMPRESS" "$1" "$TRAINED" -o "$TMP/out.safetensors" ;;
+        compress-trained) "$COMPRESS" "$BASE" "$1" -o "$TMP/out.safetensors" ;;
+        apply-base) "$APPLY" "$1" "$D10" -o "$TMP/out.safetensors" ;;
+        apply-delta) "$APPLY" "$BASE" "$1" -o "$TMP/out.safetensors" ;;
+        esac >/dev/null 2>"$TMP/corpus.err"
+        rc=$?
+        if ! failed_cleanly "$rc" "$TMP/corpus.err" "$1" || [ -e "$TMP/out.safetensors" ]; then
+            badfiles="$badfiles $how:$(basename "$1")(rc=$rc)"
+            rm -f "$TMP/out.safetensors"
+        fi
     done
-    check "the malformed corpus has at least 30 files ($n)" [ "$n" -ge 30 ]
-    check "sr-compress and sr-apply fail cleanly on each:${badfiles:- all $n}" [ -z "$badfiles" ]
-else
-    bad "$CHECK_BIN is missing: the malformed corpus was not swept"
-fi
+}
+sweep_corpus try_corpus "sr-compress and sr-apply fail cleanly"
 
-echo "tools-sparse: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish

@@ -1,39 +1,14 @@
 #!/bin/sh
 # Tests of the example programs against the fixture pair and a few broken
 # files. Run from the repository root after `make all` (make check-tools).
-set -u
+SUITE=tools
+# shellcheck source=tests/tools-lib.sh
+. "$(dirname "$0")/tools-lib.sh"
 
 SR=${SR_INFO:-bin/sr-info}
-PY=${PYTHON:-/usr/bin/python3}
-FIX=tests/fixtures
-BASE=$FIX/faceapi.face_landmark_68_model.f32.safetensors
-TRAINED=$FIX/faceapi.face_expression_model.f32.safetensors
-
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/sr-tools.XXXXXX") || exit 1
-trap 'rm -rf "$TMP"' 0
-trap 'exit 1' INT TERM
-
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
-
-# check DESCRIPTION COMMAND...: one assertion.
-check() {
-    desc=$1
-    shift
-    if "$@"; then ok "$desc"; else bad "$desc"; fi
-}
 
 # run NAME ARGS...: run sr-info, keep stdout, stderr and the exit status.
-run() {
-    name=$1
-    shift
-    "$SR" "$@" >"$TMP/$name.out" 2>"$TMP/$name.err"
-    echo $? >"$TMP/$name.rc"
-}
-
-rc_is() { [ "$(cat "$TMP/$1.rc")" -eq "$2" ]; }
+run() { run_with "$SR" "$@"; }
 
 # jpy FILE EXPR: EXPR, a Python expression over the JSON document d, is true.
 jpy() {
@@ -52,11 +27,7 @@ sys.exit(0 if eval(sys.argv[2]) else 1)
 ' "$1" "$2" 2>"$TMP/jpy.err" || { sed 's/^/     /' "$TMP/jpy.err"; return 1; }
 }
 
-if [ ! -x "$SR" ]; then
-    echo "FAIL $SR is missing: run make all first"
-    echo "tools: 0 passed, 1 failed"
-    exit 1
-fi
+need "$SR"
 
 # ---- usage ----
 run help --help
@@ -165,12 +136,7 @@ broken bad-trained "$TMP/cut-data.safetensors" "$BASE" "$TMP/cut-data.safetensor
 # ---- sr-probe ----
 PROBE=${SR_PROBE:-bin/sr-probe}
 # runp NAME ARGS...: as run, for sr-probe.
-runp() {
-    name=$1
-    shift
-    "$PROBE" "$@" >"$TMP/$name.out" 2>"$TMP/$name.err"
-    echo $? >"$TMP/$name.rc"
-}
+runp() { run_with "$PROBE" "$@"; }
 
 if [ ! -x "$PROBE" ]; then
     bad "$PROBE is missing: run make all first"
@@ -223,7 +189,7 @@ else
     check "text has the k-means table" grep -q 'K-means explained variance' "$TMP/ptext.out"
     check "no progress bar when stderr is not a terminal" [ ! -s "$TMP/ptext.err" ]
     check "--json FILE holds the report" jpy "$TMP/saved.json" 'len(d["tensors"]) == 47'
-    check "--json FILE leaves no temporary file" [ -z "$(ls "$TMP" | grep '\.tmp-')" ]
+    check "--json FILE leaves no temporary file" no_temp_files "$TMP"
 
     runp pmodel --json - --probes moments,entropy "$BASE"
     check "sr-probe MODEL exits 0" rc_is pmodel 0
@@ -267,32 +233,14 @@ fi
 
 # Every malformed file of the unit tests' corpus: sr-info and sr-probe exit 1
 # with one line on stderr naming the file, never a crash.
-CHECK_BIN=${CHECK_BIN:-build/check_sparseresid}
-if [ -x "$CHECK_BIN" ]; then
-    mkdir "$TMP/corpus"
-    SRESID_TEST_KEEP_DIR="$TMP/corpus" CK_RUN_SUITE=malformed CK_FORK=no "$CHECK_BIN" \
-        >"$TMP/corpus.log" 2>&1
-    n=0
-    badfiles=""
-    for f in "$TMP"/corpus/*; do
-        case $(basename "$f") in
-        valid_* | after_good* | args* | opts*) continue ;;
-        esac
-        n=$((n + 1))
-        for prog in "$SR" bin/sr-probe; do
-            "$prog" "$f" >/dev/null 2>"$TMP/corpus.err"
-            rc=$?
-            if [ "$rc" -ne 1 ] || [ "$(wc -l <"$TMP/corpus.err")" -ne 1 ] ||
-                ! grep -qF "$(basename "$f")" "$TMP/corpus.err"; then
-                badfiles="$badfiles $(basename "$prog"):$(basename "$f")(rc=$rc)"
-            fi
-        done
+try_corpus() {
+    for prog in "$SR" bin/sr-probe; do
+        "$prog" "$1" >/dev/null 2>"$TMP/corpus.err"
+        rc=$?
+        failed_cleanly "$rc" "$TMP/corpus.err" "$1" ||
+            badfiles="$badfiles $(basename "$prog"):$(basename "$1")(rc=$rc)"
     done
-    check "the malformed corpus has at least 30 files ($n)" [ "$n" -ge 30 ]
-    check "sr-info and sr-probe fail cleanly on each:${badfiles:- all $n}" [ -z "$badfiles" ]
-else
-    bad "$CHECK_BIN is missing: the malformed corpus was not swept"
-fi
+}
+sweep_corpus try_corpus "sr-info and sr-probe fail cleanly"
 
-echo "tools: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish
