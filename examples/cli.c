@@ -144,6 +144,27 @@ int sr_cli_value(const char *prog, int argc, char **argv, int *i, const char *na
     return r;
 }
 
+int sr_cli_output_opt(const char *prog, int argc, char **argv, int *i, const char **out)
+{
+    if (strcmp(argv[*i], "-o") == 0) {
+        if (*i + 1 >= argc)
+            sr_cli_bad_usage(prog, "-o wants a file name");
+        *out = argv[++*i];
+        return 1;
+    }
+    int r = sr_cli_opt_value(argc, argv, i, "--output", out);
+    if (r < 0)
+        sr_cli_bad_usage(prog, "--output wants a file name");
+    return r;
+}
+
+void sr_cli_add_checkpoint(const char *prog, const char *pos[2], int *npos, const char *s)
+{
+    if (*npos == 2)
+        sr_cli_bad_usage(prog, "too many checkpoints: %s", s);
+    pos[(*npos)++] = s;
+}
+
 long long sr_cli_parse_int(const char *prog, const char *opt, const char *s, long long lo,
                            long long hi)
 {

@@ -43,6 +43,15 @@ _Noreturn void sr_cli_bad_usage(const char *prog, const char *fmt, ...)
 int sr_cli_value(const char *prog, int argc, char **argv, int *i, const char *name,
                  const char **value);
 
+/* The output file as "-o FILE", "--output FILE" or "--output=FILE" at
+ * argv[*i]: 1 and *out (advancing *i past a separate name), 0 when argv[*i]
+ * is another argument; a missing name is a usage error. */
+int sr_cli_output_opt(const char *prog, int argc, char **argv, int *i, const char **out);
+
+/* Keep s as the next of at most two checkpoint arguments, pos[*npos]; a
+ * third is the usage error "too many checkpoints: S". */
+void sr_cli_add_checkpoint(const char *prog, const char *pos[2], int *npos, const char *s);
+
 /* Option values, whole strings only; anything else is sr_cli_bad_usage.
  * An integer in [lo, hi] ("OPT wants an integer in [lo, hi], not 'S'"): */
 long long sr_cli_parse_int(const char *prog, const char *opt, const char *s, long long lo,

@@ -171,9 +171,7 @@ static void parse_args(int argc, char **argv, args *a)
     for (int i = 2; i < argc; i++) {
         const char *s = argv[i], *val = NULL;
         if (options_done || s[0] != '-' || s[1] == '\0') {
-            if (a->npos == 2)
-                bad_usage("too many checkpoints: %s", s);
-            a->pos[a->npos++] = s;
+            sr_cli_add_checkpoint(prog, a->pos, &a->npos, s);
             continue;
         }
 #define VALUE(name) sr_cli_value(prog, argc, argv, &i, name, &val)

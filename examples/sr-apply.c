@@ -46,14 +46,8 @@ int main(int argc, char **argv)
         if (strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0) {
             usage(stdout);
             return 0;
-        } else if (strcmp(s, "-o") == 0) {
-            if (++i >= argc)
-                bad_usage("-o wants a file name");
-            out = argv[i];
-        } else if ((r = sr_cli_opt_value(argc, argv, &i, "--output", &v)) != 0) {
-            if (r < 0)
-                bad_usage("--output wants a file name");
-            out = v;
+        } else if (sr_cli_output_opt(prog, argc, argv, &i, &out)) {
+            continue;
         } else if ((r = sr_cli_opt_value(argc, argv, &i, "--scale", &v)) != 0) {
             if (r < 0)
                 bad_usage("--scale wants a number");

@@ -74,14 +74,8 @@ static void parse_args(int argc, char **argv, args *a)
         if (strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0) {
             usage(stdout);
             exit(0);
-        } else if (strcmp(s, "-o") == 0) {
-            if (++i >= argc)
-                bad_usage("-o wants a file name");
-            a->out = argv[i];
-        } else if ((r = sr_cli_opt_value(argc, argv, &i, "--output", &v)) != 0) {
-            if (r < 0)
-                bad_usage("--output wants a file name");
-            a->out = v;
+        } else if (sr_cli_output_opt(prog, argc, argv, &i, &a->out)) {
+            continue;
         } else if ((r = sr_cli_opt_value(argc, argv, &i, "--keep", &v)) != 0 ||
                    (r = sr_cli_opt_value(argc, argv, &i, "--per-tensor-keep", &v)) != 0 ||
                    (r = sr_cli_opt_value(argc, argv, &i, "--threshold", &v)) != 0 ||
@@ -292,5 +286,5 @@ int main(int argc, char **argv)
     sresid_residual_free(res);
     sresid_model_free(trained);
     sresid_model_free(base);
-    return 0;
+    return sr_cli_finish(prog);
 }

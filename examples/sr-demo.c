@@ -375,7 +375,7 @@ static void print_table1(const demo_results *r)
         sr_cli_table_row(&tb,
                          j == 0 ? xfmt("k-means explained variance over random, K = %d",
                                        (int)t->ks[j])
-                                : xfmt("%*sK = %d", 47, "", (int)t->ks[j]),
+                                : xfmt("  K = %d", (int)t->ks[j]),
                          isfinite(t->km_explained[j] - t->km_random[j])
                              ? xfmt("%+.2f pt (%.2f vs %.2f %%)",
                                     100 * (t->km_explained[j] - t->km_random[j]),

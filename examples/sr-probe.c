@@ -454,9 +454,7 @@ static void parse_args(int argc, char **argv, args *a)
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i], *val = NULL;
         if (options_done || s[0] != '-' || s[1] == '\0') {
-            if (a->npos == 2)
-                bad_usage("too many checkpoints: %s", s);
-            a->pos[a->npos++] = s;
+            sr_cli_add_checkpoint(prog, a->pos, &a->npos, s);
             continue;
         }
 #define FLAG(name, field)                                                                      \

@@ -123,6 +123,15 @@ try_corpus() {
         fi
     done
 }
+# ---- a report that cannot be written is an error ----
+if [ -w /dev/full ]; then
+    "$COMPRESS" "$BASE" "$TRAINED" --skip-mismatched -o "$TMP/full.safetensors" --json - \
+        >/dev/full 2>"$TMP/full.err"
+    echo $? >"$TMP/full.rc"
+    check "--json - on a full stdout exits 1" rc_is full 1
+    check "... saying so" grep -q "error writing the output" "$TMP/full.err"
+fi
+
 sweep_corpus try_corpus "sr-compress and sr-apply fail cleanly"
 
 finish
