@@ -64,7 +64,7 @@ static void usage(FILE *f)
             "  --verbose          BLIS kernels and timings on stderr\n"
             "  --help             show this text\n"
             "\n"
-            "Exit status: 0 ok, 1 error.\n",
+            "Exit status: 0 ok, 1 error, 2 bad usage.\n",
             prog, 60, 800, 4, 128, 4, 64);
 }
 
@@ -81,36 +81,9 @@ static _Noreturn void die(const char *fmt, ...)
 }
 
 #define xfmt(...) sr_cli_xfmt(prog, __VA_ARGS__)
-
-static long long parse_int(const char *opt, const char *s, long long lo, long long hi)
-{
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (!*s || *end || errno || v < lo || v > hi)
-        die("%s wants an integer in [%lld, %lld], not '%s'", opt, lo, hi, s);
-    return v;
-}
-
-static uint64_t parse_seed(const char *s)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 0);
-    if (!*s || *end || errno || strchr(s, '-'))
-        die("--seed wants an integer in [0, 2^64), not '%s'", s);
-    return v;
-}
-
-static double parse_real(const char *opt, const char *s, double lo, double hi)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (!*s || *end || errno || !(v >= lo && v <= hi))
-        die("%s wants a number in [%g, %g], not '%s'", opt, lo, hi, s);
-    return v;
-}
+#define bad_usage(...) sr_cli_bad_usage(prog, __VA_ARGS__)
+#define parse_int(opt, s, lo, hi) sr_cli_parse_int(prog, opt, s, lo, hi)
+#define parse_real(opt, s, lo, hi) sr_cli_parse_real(prog, opt, s, lo, hi, 0)
 
 /* ---- settings ---- */
 
@@ -176,7 +149,7 @@ static void parse_args(int argc, char **argv, demo_settings *s, flags *fl)
         const char *a = argv[i], *v = NULL;
         int rc;
 #define VALUE(name)                                                                            \
-    ((rc = sr_cli_opt_value(argc, argv, &i, name, &v)) < 0 ? (die("%s needs a value", name), 0)  \
+    ((rc = sr_cli_opt_value(argc, argv, &i, name, &v)) < 0 ? (bad_usage("%s needs a value", name), 0) \
                                                            : rc)
         if (strcmp(a, "--quick") == 0)
             continue;
@@ -187,7 +160,7 @@ static void parse_args(int argc, char **argv, demo_settings *s, flags *fl)
         else if (strcmp(a, "--no-progress") == 0)
             fl->no_progress = 1;
         else if (VALUE("--seed"))
-            s->seed = parse_seed(v);
+            s->seed = sr_cli_parse_seed(prog, v);
         else if (VALUE("--seeds"))
             s->seeds = (int)parse_int("--seeds", v, 1, 100);
         else if (VALUE("--steps"))
@@ -215,19 +188,19 @@ static void parse_args(int argc, char **argv, demo_settings *s, flags *fl)
         else if (VALUE("--json"))
             s->json_path = v;
         else
-            die("unknown option %s (try %s --help)", a, prog);
+            bad_usage("unknown option %s", a);
 #undef VALUE
     }
     s->ft_lr_min = s->ft_lr / 10;
     s->amp_lr_min = s->amp_lr / 10;
     if (s->model.dim % s->model.heads != 0)
-        die("--heads %d does not divide --dim %d", s->model.heads, s->model.dim);
+        bad_usage("--heads %d does not divide --dim %d", s->model.heads, s->model.dim);
     if (!*s->out_dir)
-        die("--out needs a directory name");
+        bad_usage("--out needs a directory name");
     if (s->json_path && !*s->json_path)
-        die("--json needs a file name");
+        bad_usage("--json needs a file name");
     if (s->corpus_path && !*s->corpus_path)
-        die("--corpus needs a file name");
+        bad_usage("--corpus needs a file name");
     /* the fixed parts of the budget must fit in it */
     if (s->warm_steps >= s->steps)
         s->warm_steps = s->steps > 1 ? s->steps / 10 + (s->steps / 10 == 0) : 0;

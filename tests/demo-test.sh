@@ -199,11 +199,11 @@ run short --quick --out e3 --corpus short.txt --context 512
 check "corpus too short for the context: exit 1" rc_is short 1
 check "corpus too short: says so" err_has short "too short for a context of 512"
 run baddim --quick --dim abc
-check "bad number: exit 1 with a message" sh -c "[ \$(cat '$TMP/baddim.rc') -eq 1 ] && grep -q -- '--dim wants an integer' '$TMP/baddim.err'"
+check "bad number: exit 2 with a message" sh -c "[ \$(cat '$TMP/baddim.rc') -eq 2 ] && grep -q -- '--dim wants an integer' '$TMP/baddim.err'"
 run badheads --quick --dim 64 --heads 3
-check "heads not dividing the width: exit 1" sh -c "[ \$(cat '$TMP/badheads.rc') -eq 1 ] && grep -q 'does not divide' '$TMP/badheads.err'"
+check "heads not dividing the width: exit 2" sh -c "[ \$(cat '$TMP/badheads.rc') -eq 2 ] && grep -q 'does not divide' '$TMP/badheads.err'"
 run badopt --quick --frobnicate
-check "unknown option: exit 1" sh -c "[ \$(cat '$TMP/badopt.rc') -eq 1 ] && grep -q 'unknown option --frobnicate' '$TMP/badopt.err'"
+check "unknown option: exit 2" sh -c "[ \$(cat '$TMP/badopt.rc') -eq 2 ] && grep -q 'unknown option --frobnicate' '$TMP/badopt.err'"
 run help --help
 check "--help: exit 0 with usage" sh -c "[ \$(cat '$TMP/help.rc') -eq 0 ] && grep -q '^usage: sr-demo' '$TMP/help.out'"
 
