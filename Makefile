@@ -50,7 +50,7 @@ TEST_SRC     := $(sort $(wildcard tests/test_*.c)) tests/check_main.c tests/test
 SAN_FLAGS    := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 
 .PHONY: all lib examples check check-unit check-asan check-valgrind check-abi check-headers \
-        check-pkgconfig check-python check-tools check-demo abi-baseline install uninstall deps clean run
+        check-pkgconfig check-python check-tools check-demo abi-baseline install uninstall deps clean run run-probe
 
 all: lib examples
 
@@ -176,9 +176,15 @@ check-demo: build/check_demo bin/sr-demo bin/sr-info
 	./build/check_demo
 	PYTHON=$(PYTHON) ./tests/demo-test.sh
 
+# The main job: sr-demo trains a small transformer on the bundled corpus,
+# fine-tunes it, probes the residual and sweeps amplitude-only fine-tuning
+# (docs/demo.md); outputs and cached checkpoints go to ./sr-demo-out.
+run: all
+	./bin/sr-demo
+
 # The residual report of the bundled real pair (TF.js checkpoints: their
 # kernels are [kh, kw, in, out], hence the out-last matrix view).
-run: all
+run-probe: all
 	./bin/sr-probe --skip-mismatched --layout out-last \
 	    tests/fixtures/faceapi.face_landmark_68_model.f32.safetensors \
 	    tests/fixtures/faceapi.face_expression_model.f32.safetensors
