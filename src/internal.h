@@ -207,6 +207,11 @@ sresid_status sresid__afile_close(sresid__afile *f, sresid_status st, uint32_t f
 /* Map one file and append its tensors and metadata to m. */
 sresid_status sresid__st_open_file(sresid_model *m, const char *path);
 sresid_status sresid__st_save(const sresid_model *m, const char *path, uint32_t flags);
+/* A safetensors header from its JSON object: compact, in insertion order,
+ * padded with spaces to a multiple of 8 bytes (*hlen, the text's length);
+ * malloc'd, NULL on NOMEM. */
+struct json_t;
+char *sresid__st_header_text(const struct json_t *root, size_t *hlen);
 /* The layout sresid__st_save writes: *order (malloc'd, count entries) the
  * tensors in file order, *head (malloc'd, *head_len bytes) the length prefix
  * and the padded header, which the tensors' bytes follow in that order.

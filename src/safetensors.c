@@ -284,6 +284,24 @@ static int cmp_save_order(const void *a, const void *b)
     return strcmp(x->name, y->name);
 }
 
+char *sresid__st_header_text(const struct json_t *root, size_t *hlen)
+{
+    char *text = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    if (!text)
+        return NULL;
+    /* pad with spaces so the data section starts 8-byte aligned */
+    size_t n = strlen(text), padded = (n + 7) & ~(size_t)7;
+    char *buf = realloc(text, padded + 1);
+    if (!buf) {
+        free(text);
+        return NULL;
+    }
+    memset(buf + n, ' ', padded - n);
+    buf[padded] = '\0';
+    *hlen = padded;
+    return buf;
+}
+
 static char *build_header(const sresid_model *m, const sresid__tensor **order, size_t *hlen)
 {
     json_t *root = json_object();
@@ -312,21 +330,9 @@ static char *build_header(const sresid_model *m, const sresid__tensor **order, s
         json_decref(e);
         off += t->nbytes;
     }
-    char *text = ok ? json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    char *text = ok ? sresid__st_header_text(root, hlen) : NULL;
     json_decref(root);
-    if (!text)
-        return NULL;
-    /* pad with spaces so the data section starts 8-byte aligned */
-    size_t n = strlen(text), padded = (n + 7) & ~(size_t)7;
-    char *buf = realloc(text, padded + 1);
-    if (!buf) {
-        free(text);
-        return NULL;
-    }
-    memset(buf + n, ' ', padded - n);
-    buf[padded] = '\0';
-    *hlen = padded;
-    return buf;
+    return text;
 }
 
 sresid_status sresid__st_layout(const sresid_model *m, const char *path,

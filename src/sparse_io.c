@@ -105,20 +105,9 @@ static char *build_header(const sresid_sparse *s, const part *parts, size_t np, 
                                            (json_int_t)(off + parts[i].nbytes))) == 0;
         off += parts[i].nbytes;
     }
-    char *text = ok ? json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    char *text = ok ? sresid__st_header_text(root, hlen) : NULL;
     json_decref(root);
-    if (!text)
-        return NULL;
-    size_t n = strlen(text), padded = (n + 7) & ~(size_t)7;
-    char *buf = realloc(text, padded + 1);
-    if (!buf) {
-        free(text);
-        return NULL;
-    }
-    memset(buf + n, ' ', padded - n);
-    buf[padded] = '\0';
-    *hlen = padded;
-    return buf;
+    return text;
 }
 
 static char *suffixed(const char *name, const char *suffix)
