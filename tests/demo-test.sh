@@ -6,24 +6,10 @@
 # split. Run from the repository root after `make bin/sr-demo`.
 set -u
 
+SUITE=demo
+. tests/tools-lib.sh
 SR=${SR_DEMO:-bin/sr-demo}
-PY=${PYTHON:-/usr/bin/python3}
 HERE=$(pwd)
-
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/sr-demo.XXXXXX") || exit 1
-trap 'rm -rf "$TMP"' 0
-trap 'exit 1' INT TERM
-
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
-
-check() {
-    desc=$1
-    shift
-    if "$@"; then ok "$desc"; else bad "$desc"; fi
-}
 
 # run NAME ARGS...: sr-demo in $TMP, keeping stdout, stderr and the status.
 run() {
@@ -33,7 +19,6 @@ run() {
     echo $? >"$TMP/$name.rc"
 }
 
-rc_is() { [ "$(cat "$TMP/$1.rc")" -eq "$2" ]; }
 err_has() { grep -q -- "$2" "$TMP/$1.err"; }
 one_line() { [ "$(wc -l <"$TMP/$1.err")" -eq 1 ]; }
 
@@ -207,5 +192,4 @@ check "unknown option: exit 2" sh -c "[ \$(cat '$TMP/badopt.rc') -eq 2 ] && grep
 run help --help
 check "--help: exit 0 with usage" sh -c "[ \$(cat '$TMP/help.rc') -eq 0 ] && grep -q '^usage: sr-demo' '$TMP/help.out'"
 
-echo "demo: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish

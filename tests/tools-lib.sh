@@ -1,6 +1,6 @@
-# Shared by the tests of the example programs (tests/tools-test.sh and the
-# tests/tools-*-test.sh): sourced from the repository root after SUITE, the
-# name of the summary line, is set. Not a test itself.
+# Shared by the tests of the example programs (tests/tools-test.sh, the
+# tests/tools-*-test.sh and tests/demo-test.sh): sourced from the repository
+# root after SUITE, the name of the summary line, is set. Not a test itself.
 # shellcheck shell=sh disable=SC2034 # the variables are the sourcing scripts'
 set -u
 
