@@ -6,6 +6,7 @@ PREFIX       ?= /usr/local
 LIBDIR       ?= $(PREFIX)/lib
 INCLUDEDIR   ?= $(PREFIX)/include
 BINDIR       ?= $(PREFIX)/bin
+DATADIR      ?= $(PREFIX)/share
 DESTDIR      ?=
 
 CC           ?= cc
@@ -201,6 +202,9 @@ install: lib examples
 	$(PC_SED) sparseresid.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/sparseresid.pc
 	chmod 644 $(DESTDIR)$(LIBDIR)/pkgconfig/sparseresid.pc
 	install -m 755 $(EX_BIN) $(DESTDIR)$(BINDIR)/
+	install -d $(DESTDIR)$(DATADIR)/sparseresid
+	install -m 644 examples/demo/data/jargon.txt $(DESTDIR)$(DATADIR)/sparseresid/
+	install -m 644 examples/demo/data/README.md $(DESTDIR)$(DATADIR)/sparseresid/jargon.README.md
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/$(notdir $(SHLIB)) $(DESTDIR)$(LIBDIR)/$(SONAME) \
@@ -208,6 +212,7 @@ uninstall:
 	    $(DESTDIR)$(LIBDIR)/pkgconfig/sparseresid.pc
 	rm -rf $(DESTDIR)$(INCLUDEDIR)/sparseresid
 	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(notdir $(EX_BIN)))
+	rm -rf $(DESTDIR)$(DATADIR)/sparseresid
 
 # Installs the Debian packages the build and the tests need; a no-op when
 # all are present.

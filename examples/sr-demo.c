@@ -212,9 +212,12 @@ static void parse_args(int argc, char **argv, demo_settings *s, flags *fl)
         s->dyn_every = s->steps / 4 > 0 ? s->steps / 4 : 1;
 }
 
-/* The bundled corpus, beside the program's build tree: bin/../examples/... */
+/* The bundled corpus: beside the build tree (bin/../examples/demo/data/)
+ * or installed (bin/../share/sparseresid/, as `make install` puts it). */
 static char *bundled_corpus(void)
 {
+    static const char *const where[] = {"../examples/demo/data/jargon.txt",
+                                        "../share/sparseresid/jargon.txt"};
     char exe[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (n > 0) {
@@ -222,10 +225,12 @@ static char *bundled_corpus(void)
         char *slash = strrchr(exe, '/');
         if (slash) {
             *slash = '\0';
-            char *p = xfmt("%s/../examples/demo/data/jargon.txt", exe);
-            if (access(p, R_OK) == 0)
-                return p;
-            free(p);
+            for (size_t i = 0; i < sizeof where / sizeof *where; i++) {
+                char *p = xfmt("%s/%s", exe, where[i]);
+                if (access(p, R_OK) == 0)
+                    return p;
+                free(p);
+            }
         }
     }
     return xfmt("examples/demo/data/jargon.txt");

@@ -122,7 +122,8 @@ EOF
 if "$MAKE" -C "$root" -s install PREFIX="$prefix" > "$tmp/install.log" 2>&1; then
     : > "$tmp/missing"
     for f in "lib/libsparseresid.so.$version" lib/libsparseresid.so.1 lib/libsparseresid.so \
-             lib/libsparseresid.a lib/pkgconfig/sparseresid.pc; do
+             lib/libsparseresid.a lib/pkgconfig/sparseresid.pc bin/sr-demo bin/sr-probe \
+             share/sparseresid/jargon.txt; do
         [ -e "$prefix/$f" ] || echo "missing: $f" >> "$tmp/missing"
     done
     for h in "$root"/include/sparseresid/*.h; do
@@ -134,10 +135,20 @@ if "$MAKE" -C "$root" -s install PREFIX="$prefix" > "$tmp/install.log" 2>&1; the
     if [ -s "$tmp/missing" ]; then
         fail "make install PREFIX=<tmp>: installed files" "$tmp/missing"
     else
-        pass "make install PREFIX=<tmp>: library, symlinks, headers and sparseresid.pc installed"
+        pass "make install PREFIX=<tmp>: library, symlinks, headers, sparseresid.pc, programs and the demo's corpus installed"
     fi
 else
     fail "make install PREFIX=<tmp>" "$tmp/install.log"
+fi
+
+# The installed sr-demo finds the installed corpus (tiny settings: a smoke
+# run from outside the source tree, not a result).
+if (cd "$tmp" && "$prefix/bin/sr-demo" --quick --steps 4 --pretrain-steps 4 --seeds 1 \
+        --out "$tmp/demo" --no-progress > "$tmp/demo.log" 2>&1) &&
+   grep -qF "corpus: $prefix/bin/../share/sparseresid/jargon.txt" "$tmp/demo.log"; then
+    pass "installed sr-demo runs on the installed corpus"
+else
+    fail "installed sr-demo runs on the installed corpus" "$tmp/demo.log"
 fi
 
 # ---- the .pc file describes the prefix it was installed into ----
