@@ -37,6 +37,8 @@ static void usage(FILE *f)
             "Options:\n"
             "  -o, --output FILE    the delta to write (required)\n"
             "  --dtype D            stored values: f32 (default), f16 or bf16\n"
+            "  --rounded            f32 without the low parts that make base + value\n"
+            "                       equal TRAINED exactly (4 bytes an entry less)\n"
             "  --seed N             seed of --dare (default 0)\n"
             "  --json FILE|-        write the error report as JSON to FILE, or to stdout\n"
             "  --skip-mismatched    leave out tensors found on one side only or with\n"
@@ -62,7 +64,7 @@ typedef struct args {
     int32_t rule, dtype, layout;
     double param;
     uint64_t seed;
-    int skip_mismatched, in_memory, tensors, no_clobber, verbose;
+    int skip_mismatched, in_memory, rounded, tensors, no_clobber, verbose;
 } args;
 
 static void parse_args(int argc, char **argv, args *a)
@@ -130,6 +132,8 @@ static void parse_args(int argc, char **argv, args *a)
             a->skip_mismatched = 1;
         } else if (strcmp(s, "--in-memory") == 0) {
             a->in_memory = 1;
+        } else if (strcmp(s, "--rounded") == 0) {
+            a->rounded = 1;
         } else if (strcmp(s, "--tensors") == 0) {
             a->tensors = 1;
         } else if (strcmp(s, "--no-clobber") == 0) {
@@ -212,7 +216,8 @@ int main(int argc, char **argv)
                              .dtype = a.dtype,
                              .param = a.param,
                              .seed = a.seed,
-                             .flags = a.in_memory ? SRESID_SPARSE_IN_MEMORY : 0u};
+                             .flags = (a.in_memory ? SRESID_SPARSE_IN_MEMORY : 0u) |
+                                      (a.rounded ? SRESID_SPARSE_ROUNDED : 0u)};
     sresid_sparse *sp = NULL;
     if ((st = sresid_sparse_create(res, &so, &sp)))
         sr_cli_die(prog, "compress", st);
@@ -276,11 +281,14 @@ int main(int argc, char **argv)
             }
             sr_cli_table_print(&t);
         }
-        printf("%s: %zu tensors, kept %llu of %lld entries (%.4f%%), %llu bytes, %.2fx smaller "
+        /* a delta that keeps most entries can outgrow the dense residual */
+        int larger = tot.ratio < 1;
+        printf("%s: %zu tensors, kept %llu of %lld entries (%.4f%%), %llu bytes, %.2fx %s "
                "than the dense residual, relative error %.6f, energy kept %.6f\n",
                a.out, n, (unsigned long long)tot.kept, (long long)tot.numel,
                tot.numel ? 100.0 * (double)tot.kept / (double)tot.numel : 0.0,
-               (unsigned long long)tot.bytes, tot.ratio, tot.error, tot.kept_energy);
+               (unsigned long long)tot.bytes, larger ? 1 / tot.ratio : tot.ratio,
+               larger ? "larger" : "smaller", tot.error, tot.kept_energy);
     }
     sresid_sparse_free(sp);
     sresid_residual_free(res);

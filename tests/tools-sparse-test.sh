@@ -123,6 +123,34 @@ try_corpus() {
         fi
     done
 }
+# ---- a delta larger than the dense residual says so ----
+run_with "$COMPRESS" big "$BASE" "$TRAINED" --skip-mismatched -o "$TMP/big.safetensors" --keep 0.9
+check "--keep 0.9: the delta is larger than the dense residual, and says so" \
+    grep -q "x larger than the dense residual" "$TMP/big.out"
+
+# ---- --rounded: no low parts, 4 bytes an entry less ----
+run_with "$COMPRESS" rnd "$BASE" "$TRAINED" --skip-mismatched -o "$TMP/rnd.safetensors" --keep 0.9 \
+    --rounded
+run_with "$COMPRESS" nrnd "$BASE" "$TRAINED" --skip-mismatched -o "$TMP/nrnd.safetensors" --keep 0.9
+check "--rounded: the same tensors but no NAME.lo, whose values are 4 bytes an entry" "$PY" - \
+    "$TMP/rnd.safetensors" "$TMP/nrnd.safetensors" <<'EOF'
+import json, struct, sys
+def header(p):
+    with open(p, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        return json.loads(f.read(n))
+r, n = header(sys.argv[1]), header(sys.argv[2])
+r.pop("__metadata__", None)
+n.pop("__metadata__", None)
+lo = [k for k in n if k.endswith(".lo")]
+assert lo, "the unrounded delta has low parts"
+assert not [k for k in r if k.endswith(".lo")]
+assert set(n) - set(lo) == set(r)
+for k in lo:
+    e = n[k]
+    assert e["dtype"] == "F32" and e["data_offsets"][1] - e["data_offsets"][0] == 4 * e["shape"][0]
+EOF
+
 # ---- a report that cannot be written is an error ----
 if [ -w /dev/full ]; then
     "$COMPRESS" "$BASE" "$TRAINED" --skip-mismatched -o "$TMP/full.safetensors" --json - \
