@@ -115,7 +115,8 @@ SRESID_API sresid_status sresid_mask_random(uint64_t n, double fraction, uint64_
  * largest grow[i], are set (among equal grow the lower index wins); d is
  * capped by the number of inactive entries. keep and grow hold n floats
  * (usually |s - s0| and accumulated |gradient|). changed, when not NULL, is
- * a mask of the same n overwritten with the entries dropped or grown.
+ * a mask of the same n (not mask itself) overwritten with the entries
+ * dropped or grown.
  * Errors: INVALID_ARG (share outside [0, 1], bad offsets), SHAPE,
  * NONFINITE, NOMEM; on failure mask and changed are unchanged. */
 SRESID_API sresid_status sresid_mask_drop_grow(sresid_mask *mask, const float *keep,
