@@ -250,24 +250,20 @@ sresid_status sresid_amp_load(const sresid_model *base, const char *path, sresid
     sresid_amp *amp = NULL;
     sresid_mask *mk = NULL;
     char *name = NULL;
-    const char *format, *version, *layout, *tensors, *score_count;
-    if (sresid_model_metadata_get(f, "format", &format) || strcmp(format, FORMAT_TAG) != 0 ||
-        sresid_model_metadata_get(f, "version", &version) || strcmp(version, "1") != 0) {
-        st = sresid__fail(SRESID_ERR_METADATA, "%s: not a version 1 '%s' file", path, FORMAT_TAG);
+    const char *layout, *tensors;
+    uint64_t score_count;
+    if ((st = sresid__meta_expect(f, path, "format", FORMAT_TAG)) ||
+        (st = sresid__meta_expect(f, path, "version", "1")) ||
+        (st = sresid__meta_get(f, path, "layout", &layout)) ||
+        (st = sresid__meta_get(f, path, "tensors", &tensors)) ||
+        (st = sresid__meta_u64(f, path, "score_count", UINT64_MAX, &score_count)))
         goto out;
-    }
-    int32_t lay;
-    if (sresid_model_metadata_get(f, "layout", &layout) ||
-        (strcmp(layout, "diag") != 0 && strcmp(layout, "core") != 0) ||
-        sresid_model_metadata_get(f, "tensors", &tensors) ||
-        sresid_model_metadata_get(f, "score_count", &score_count)) {
+    if (strcmp(layout, "diag") != 0 && strcmp(layout, "core") != 0) {
         st = sresid__fail(SRESID_ERR_METADATA,
-                          "%s: metadata 'layout' (diag or core), 'tensors' or 'score_count' "
-                          "missing or invalid",
-                          path);
+                          "%s: metadata \"layout\" is \"%s\", want diag or core", path, layout);
         goto out;
     }
-    lay = strcmp(layout, "core") == 0 ? SRESID_AMP_CORE : SRESID_AMP_DIAG;
+    int32_t lay = strcmp(layout, "core") == 0 ? SRESID_AMP_CORE : SRESID_AMP_DIAG;
     size_t count = 0;
     if ((st = parse_entries(path, tensors, &root, &count)))
         goto out;
@@ -320,11 +316,10 @@ sresid_status sresid_amp_load(const sresid_model *base, const char *path, sresid
     }
     if ((st = sresid__amp_lay_out(amp, fn)))
         goto out;
-    char want[24];
-    snprintf(want, sizeof want, "%llu", (unsigned long long)amp->nscores);
-    if (strcmp(want, score_count) != 0) {
-        st = sresid__fail(SRESID_ERR_METADATA, "%s: score_count %s, but the tensors make %s",
-                          path, score_count, want);
+    if (score_count != amp->nscores) {
+        st = sresid__fail(SRESID_ERR_METADATA, "%s: score_count %llu, but the tensors make %llu",
+                          path, (unsigned long long)score_count,
+                          (unsigned long long)amp->nscores);
         goto out;
     }
     /* every tensor of the file must be accounted for */

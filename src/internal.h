@@ -230,6 +230,26 @@ sresid_status sresid__open_dir(sresid_model *m, const char *dir);
  * IO on a short read. */
 sresid_status sresid__tensor_hash(const sresid_model *m, size_t index, char hex[33]);
 
+/* ---- metadata of the library's own formats (meta.c) ----
+ * Numbers are written and read in the C locale, whatever the host's. */
+/* The value of key; METADATA when it is missing. */
+sresid_status sresid__meta_get(const sresid_model *m, const char *path, const char *key,
+                               const char **out);
+/* key must be present and equal want (METADATA otherwise). */
+sresid_status sresid__meta_expect(const sresid_model *m, const char *path, const char *key,
+                                  const char *want);
+/* A decimal count without sign, spaces or leading zeros (other than "0")
+ * that fits 64 bits. */
+bool sresid__parse_u64(const char *s, uint64_t *out);
+/* key as such a count, at most max (METADATA otherwise). */
+sresid_status sresid__meta_u64(const sresid_model *m, const char *path, const char *key,
+                               uint64_t max, uint64_t *out);
+/* key as a whole-string number, finite (or NaN too with allow_nan). */
+sresid_status sresid__meta_f64(const sresid_model *m, const char *path, const char *key,
+                               bool allow_nan, double *out);
+/* x as "%.17g" (round-trips a double); false on NOMEM. */
+bool sresid__fmt_f64(char buf[32], double x);
+
 /* ---- masks (mask.c) ---- */
 /* Bits of a mask, entry i at bit i % 64 of word i / 64; bits past n clear. */
 const uint64_t *sresid__mask_words(const sresid_mask *m);

@@ -617,38 +617,6 @@ sresid_status sresid_mask_save(const sresid_mask *mask, const char *path,
     return st;
 }
 
-/* A decimal number without sign, spaces or leading zeros (other than "0")
- * that fits 64 bits. */
-static bool parse_u64(const char *s, uint64_t *out)
-{
-    if (!*s || (s[0] == '0' && s[1]))
-        return false;
-    uint64_t v = 0;
-    for (; *s; s++) {
-        if (*s < '0' || *s > '9')
-            return false;
-        if (!sresid__mul_u64(v, 10, &v) || !sresid__add_u64(v, (uint64_t)(*s - '0'), &v))
-            return false;
-    }
-    *out = v;
-    return true;
-}
-
-/* Check a metadata key of a mask file. */
-static sresid_status meta_is(const sresid_model *model, const char *path, const char *key,
-                             const char *want, const char **value)
-{
-    const char *v = NULL;
-    if (sresid_model_metadata_get(model, key, &v))
-        return sresid__fail(SRESID_ERR_METADATA, "%s: no metadata \"%s\": not a mask file", path,
-                            key);
-    if (want && strcmp(v, want))
-        return sresid__fail(SRESID_ERR_METADATA, "%s: metadata \"%s\" is \"%s\", want \"%s\"",
-                            path, key, v, want);
-    *value = v;
-    return SRESID_OK;
-}
-
 sresid_status sresid_mask_load(const char *path, sresid_mask **out)
 {
     static const char what[] = "sresid_mask_load";
@@ -658,21 +626,15 @@ sresid_status sresid_mask_load(const char *path, sresid_mask **out)
     sresid_status st = sresid_model_open(path, NULL, &model);
     if (st)
         return sresid__fail(st, "%s: %s", what, sresid_last_error());
-    const char *v;
     uint64_t n = 0;
     sresid_mask *m = NULL;
     uint8_t *bytes = NULL;
     size_t index;
     sresid_tensor_info info = {.size = sizeof info};
-    if ((st = meta_is(model, path, "format", FORMAT_TAG, &v)) ||
-        (st = meta_is(model, path, "version", FORMAT_VERSION, &v)) ||
-        (st = meta_is(model, path, "n", NULL, &v)))
+    if ((st = sresid__meta_expect(model, path, "format", FORMAT_TAG)) ||
+        (st = sresid__meta_expect(model, path, "version", FORMAT_VERSION)) ||
+        (st = sresid__meta_u64(model, path, "n", UINT64_MAX, &n)))
         goto done;
-    if (!parse_u64(v, &n)) {
-        st = sresid__fail(SRESID_ERR_METADATA, "%s: metadata \"n\" is \"%s\", not a decimal count",
-                          path, v);
-        goto done;
-    }
     if (sresid_model_find(model, "mask", &index)) {
         st = sresid__fail(SRESID_ERR_NOT_FOUND, "%s: no tensor \"mask\"", path);
         goto done;

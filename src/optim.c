@@ -6,7 +6,6 @@
  * (bias corrections, lr * wd, step sizes) are computed in double once per
  * step and rounded to float once. Entries outside the mask are never
  * written, so they and their state stay bit-identical. */
-#include <locale.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -367,27 +366,6 @@ sresid_status sresid_optim_state(const sresid_optim *optim, const float **m, con
 
 /* ---- files ---- */
 
-/* Numbers in metadata are written and read in the C locale, whatever the
- * host program's. */
-typedef struct c_numeric {
-    locale_t c, old;
-} c_numeric;
-
-static bool c_numeric_enter(c_numeric *cn)
-{
-    cn->c = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
-    if (!cn->c)
-        return false;
-    cn->old = uselocale(cn->c);
-    return true;
-}
-
-static void c_numeric_leave(c_numeric *cn)
-{
-    uselocale(cn->old);
-    freelocale(cn->c);
-}
-
 static const char *kind_name(int32_t kind)
 {
     return kind == SRESID_OPTIM_SGD ? "sgd" : "adamw";
@@ -408,31 +386,27 @@ sresid_status sresid_optim_save(const sresid_optim *optim, const char *path,
     char num[9][32];
     const char *keys[9];
     size_t nk = 0;
-    c_numeric cn;
-    if (!c_numeric_enter(&cn))
-        return sresid__fail(SRESID_ERR_NOMEM, "%s: no memory for the C locale", what);
     keys[nk] = "n";
     snprintf(num[nk++], sizeof num[0], "%llu", (unsigned long long)optim->n);
     keys[nk] = "steps";
     snprintf(num[nk++], sizeof num[0], "%llu", (unsigned long long)optim->steps);
     keys[nk] = "flags";
     snprintf(num[nk++], sizeof num[0], "%u", (unsigned)o->flags);
-    keys[nk] = "lr";
-    snprintf(num[nk++], sizeof num[0], "%.17g", o->lr);
-    keys[nk] = "weight_decay";
-    snprintf(num[nk++], sizeof num[0], "%.17g", o->weight_decay);
-    if (adam) {
-        keys[nk] = "beta1";
-        snprintf(num[nk++], sizeof num[0], "%.17g", o->beta1);
-        keys[nk] = "beta2";
-        snprintf(num[nk++], sizeof num[0], "%.17g", o->beta2);
-        keys[nk] = "eps";
-        snprintf(num[nk++], sizeof num[0], "%.17g", o->eps);
-    } else {
-        keys[nk] = "momentum";
-        snprintf(num[nk++], sizeof num[0], "%.17g", o->momentum);
+    /* the options of this kind only, as the loader reads them back */
+    const struct {
+        const char *key;
+        double v;
+        bool adamw, sgd;
+    } reals[] = {{"lr", o->lr, true, true},        {"weight_decay", o->weight_decay, true, true},
+                 {"beta1", o->beta1, true, false}, {"beta2", o->beta2, true, false},
+                 {"eps", o->eps, true, false},     {"momentum", o->momentum, false, true}};
+    for (size_t i = 0; i < sizeof reals / sizeof *reals; i++) {
+        if (adam ? !reals[i].adamw : !reals[i].sgd)
+            continue;
+        keys[nk] = reals[i].key;
+        if (!sresid__fmt_f64(num[nk++], reals[i].v))
+            return sresid__fail(SRESID_ERR_NOMEM, "%s: no memory for the C locale", what);
     }
-    c_numeric_leave(&cn);
 
     sresid_model *model = NULL;
     const int64_t shape[1] = {(int64_t)optim->n};
@@ -455,55 +429,6 @@ done:
         st = sresid__fail(st, "%s: %s", what, sresid_last_error());
     sresid_model_free(model);
     return st;
-}
-
-static sresid_status meta(const sresid_model *model, const char *path, const char *key,
-                          const char **v)
-{
-    if (sresid_model_metadata_get(model, key, v))
-        return sresid__fail(SRESID_ERR_METADATA, "%s: no metadata \"%s\"", path, key);
-    return SRESID_OK;
-}
-
-/* A decimal count without sign or leading zeros. */
-static sresid_status meta_u64(const sresid_model *model, const char *path, const char *key,
-                              uint64_t max, uint64_t *out)
-{
-    const char *s;
-    sresid_status st = meta(model, path, key, &s);
-    if (st)
-        return st;
-    uint64_t v = 0;
-    bool ok = *s && !(s[0] == '0' && s[1]);
-    for (const char *c = s; ok && *c; c++)
-        ok = *c >= '0' && *c <= '9' && sresid__mul_u64(v, 10, &v) &&
-             sresid__add_u64(v, (uint64_t)(*c - '0'), &v);
-    if (!ok || v > max)
-        return sresid__fail(SRESID_ERR_METADATA, "%s: metadata \"%s\" is \"%s\", not a count",
-                            path, key, s);
-    *out = v;
-    return SRESID_OK;
-}
-
-/* A whole-string finite number, read in the C locale. */
-static sresid_status meta_double(const sresid_model *model, const char *path, const char *key,
-                                 double *out)
-{
-    const char *s;
-    sresid_status st = meta(model, path, key, &s);
-    if (st)
-        return st;
-    c_numeric cn;
-    if (!c_numeric_enter(&cn))
-        return sresid__fail(SRESID_ERR_NOMEM, "no memory for the C locale");
-    char *end;
-    double v = strtod(s, &end);
-    c_numeric_leave(&cn);
-    if (!*s || *end || !isfinite(v))
-        return sresid__fail(SRESID_ERR_METADATA, "%s: metadata \"%s\" is \"%s\", not a number",
-                            path, key, s);
-    *out = v;
-    return SRESID_OK;
 }
 
 /* Read state tensor name (F32, shape [n]) into dst and check its values. */
@@ -553,21 +478,10 @@ sresid_status sresid_optim_load(const char *path, sresid_optim **out)
     const char *s;
     sresid_optim_opts o = {.size = sizeof o};
     uint64_t n, steps, flags;
-    if ((st = meta(model, path, "format", &s)))
+    if ((st = sresid__meta_expect(model, path, "format", FORMAT_TAG)) ||
+        (st = sresid__meta_expect(model, path, "version", FORMAT_VERSION)))
         goto done;
-    if (strcmp(s, FORMAT_TAG)) {
-        st = sresid__fail(SRESID_ERR_METADATA, "%s: metadata \"format\" is \"%s\", want \"%s\"",
-                          path, s, FORMAT_TAG);
-        goto done;
-    }
-    if ((st = meta(model, path, "version", &s)))
-        goto done;
-    if (strcmp(s, FORMAT_VERSION)) {
-        st = sresid__fail(SRESID_ERR_METADATA, "%s: metadata \"version\" is \"%s\", want \"%s\"",
-                          path, s, FORMAT_VERSION);
-        goto done;
-    }
-    if ((st = meta(model, path, "kind", &s)))
+    if ((st = sresid__meta_get(model, path, "kind", &s)))
         goto done;
     if (!strcmp(s, "adamw"))
         o.kind = SRESID_OPTIM_ADAMW;
@@ -579,19 +493,19 @@ sresid_status sresid_optim_load(const char *path, sresid_optim **out)
         goto done;
     }
     const bool adam = o.kind == SRESID_OPTIM_ADAMW;
-    if ((st = meta_u64(model, path, "n", UINT64_MAX, &n)) ||
-        (st = meta_u64(model, path, "steps", UINT64_MAX, &steps)) ||
-        (st = meta_u64(model, path, "flags", UINT32_MAX, &flags)) ||
-        (st = meta_double(model, path, "lr", &o.lr)) ||
-        (st = meta_double(model, path, "weight_decay", &o.weight_decay)))
+    if ((st = sresid__meta_u64(model, path, "n", UINT64_MAX, &n)) ||
+        (st = sresid__meta_u64(model, path, "steps", UINT64_MAX, &steps)) ||
+        (st = sresid__meta_u64(model, path, "flags", UINT32_MAX, &flags)) ||
+        (st = sresid__meta_f64(model, path, "lr", false, &o.lr)) ||
+        (st = sresid__meta_f64(model, path, "weight_decay", false, &o.weight_decay)))
         goto done;
     o.flags = (uint32_t)flags;
     if (adam) {
-        if ((st = meta_double(model, path, "beta1", &o.beta1)) ||
-            (st = meta_double(model, path, "beta2", &o.beta2)) ||
-            (st = meta_double(model, path, "eps", &o.eps)))
+        if ((st = sresid__meta_f64(model, path, "beta1", false, &o.beta1)) ||
+            (st = sresid__meta_f64(model, path, "beta2", false, &o.beta2)) ||
+            (st = sresid__meta_f64(model, path, "eps", false, &o.eps)))
             goto done;
-    } else if ((st = meta_double(model, path, "momentum", &o.momentum)))
+    } else if ((st = sresid__meta_f64(model, path, "momentum", false, &o.momentum)))
         goto done;
     /* the saved options are resolved ones: zero only where zero is the value */
     if (adam && (o.beta1 == 0 || o.beta2 == 0 || o.eps == 0)) {

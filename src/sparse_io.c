@@ -75,6 +75,10 @@ static bool set_meta(json_t *meta, const char *key, const char *fmt, ...)
 
 static char *build_header(const sresid_sparse *s, const part *parts, size_t np, size_t *hlen)
 {
+    char param[32], energy[32], kept_energy[32], error[32];
+    if (!sresid__fmt_f64(param, s->param) || !sresid__fmt_f64(energy, s->energy) ||
+        !sresid__fmt_f64(kept_energy, s->kept_energy) || !sresid__fmt_f64(error, s->error))
+        return NULL;
     json_t *root = json_object(), *meta = json_object();
     char *tensors = tensors_json(s);
     uint64_t kept = 0;
@@ -84,14 +88,14 @@ static char *build_header(const sresid_sparse *s, const part *parts, size_t np, 
               set_meta(meta, "format", "%s", SRESID__SPARSE_FORMAT) &&
               set_meta(meta, "format_version", "%d", SRESID__SPARSE_VERSION) &&
               set_meta(meta, "rule", "%s", sresid__sparse_rule_name(s->rule)) &&
-              set_meta(meta, "param", "%.17g", s->param) &&
+              set_meta(meta, "param", "%s", param) &&
               set_meta(meta, "seed", "%llu", (unsigned long long)s->seed) &&
               set_meta(meta, "value_dtype", "%s", sresid_dtype_name(s->value_dtype)) &&
               set_meta(meta, "hash", "%s", "xxh3-128") &&
               set_meta(meta, "kept", "%llu", (unsigned long long)kept) &&
-              set_meta(meta, "energy", "%.17g", s->energy) &&
-              set_meta(meta, "kept_energy", "%.17g", s->kept_energy) &&
-              set_meta(meta, "error", "%.17g", s->error) &&
+              set_meta(meta, "energy", "%s", energy) &&
+              set_meta(meta, "kept_energy", "%s", kept_energy) &&
+              set_meta(meta, "error", "%s", error) &&
               json_object_set_new(meta, "tensors", json_string(tensors)) == 0;
     free(tensors);
     json_decref(meta);
@@ -194,31 +198,6 @@ static bool is_hex32(const char *s)
         if (!((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f')))
             return false;
     return n == 32;
-}
-
-static sresid_status meta_str(const sresid_model *m, const char *path, const char *key,
-                              const char **v)
-{
-    if (sresid_model_metadata_get(m, key, v) != SRESID_OK)
-        return sresid__fail(SRESID_ERR_METADATA, "%s: sparse residual metadata lacks \"%s\"",
-                            path, key);
-    return SRESID_OK;
-}
-
-/* A whole-string number of the metadata ("nan" allowed: undefined figures). */
-static sresid_status meta_num(const sresid_model *m, const char *path, const char *key,
-                              double *v)
-{
-    const char *s;
-    sresid_status st = meta_str(m, path, key, &s);
-    if (st)
-        return st;
-    char *end;
-    *v = strtod(s, &end);
-    if (!*s || *end)
-        return sresid__fail(SRESID_ERR_METADATA, "%s: metadata \"%s\" is not a number: \"%s\"",
-                            path, key, s);
-    return SRESID_OK;
 }
 
 static double json_num(json_t *v)
@@ -358,50 +337,44 @@ static sresid_status parse(const sresid_model *m, const char *path, sresid_spars
         strcmp(v, SRESID__SPARSE_FORMAT) != 0)
         return sresid__fail(SRESID_ERR_METADATA, "%s: not a sparse residual (its __metadata__ "
                             "has no \"format\": \"%s\")", path, SRESID__SPARSE_FORMAT);
-    if ((st = meta_str(m, path, "format_version", &v)))
+    if ((st = sresid__meta_get(m, path, "format_version", &v)))
         return st;
     if (strcmp(v, "1") != 0)
         return sresid__fail(SRESID_ERR_METADATA, "%s: sparse residual format_version \"%s\" is "
                             "not supported (this library reads 1)", path, v);
-    if ((st = meta_str(m, path, "rule", &v)))
+    if ((st = sresid__meta_get(m, path, "rule", &v)))
         return st;
     if (!(s->rule = sresid__sparse_rule_from_name(v)))
         return sresid__fail(SRESID_ERR_METADATA, "%s: unknown rule \"%s\"", path, v);
-    if ((st = meta_num(m, path, "param", &s->param)))
+    if ((st = sresid__meta_f64(m, path, "param", false, &s->param)))
         return st;
     if (!isfinite(s->param) || !(s->param > 0) ||
         (s->rule != SRESID_SPARSE_THRESHOLD && s->param > 1))
         return sresid__fail(SRESID_ERR_METADATA, "%s: param %g is out of range for rule %s", path,
                             s->param, sresid__sparse_rule_name(s->rule));
-    if ((st = meta_str(m, path, "seed", &v)))
+    if ((st = sresid__meta_u64(m, path, "seed", UINT64_MAX, &s->seed)))
         return st;
-    char *end;
-    s->seed = strtoull(v, &end, 10);
-    if (!*v || *end || *v == '-')
-        return sresid__fail(SRESID_ERR_METADATA, "%s: seed \"%s\" is not an integer", path, v);
-    if ((st = meta_str(m, path, "value_dtype", &v)))
+    if ((st = sresid__meta_get(m, path, "value_dtype", &v)))
         return st;
     if (sresid_dtype_from_name(v, &s->value_dtype) != SRESID_OK ||
         (s->value_dtype != SRESID_DTYPE_F32 && s->value_dtype != SRESID_DTYPE_F16 &&
          s->value_dtype != SRESID_DTYPE_BF16))
         return sresid__fail(SRESID_ERR_DTYPE, "%s: value_dtype \"%s\" is not F32, F16 or BF16",
                             path, v);
-    if ((st = meta_str(m, path, "hash", &v)))
+    if ((st = sresid__meta_get(m, path, "hash", &v)))
         return st;
     if (strcmp(v, "xxh3-128") != 0)
         return sresid__fail(SRESID_ERR_METADATA, "%s: unknown hash \"%s\" (want xxh3-128)", path,
                             v);
-    if ((st = meta_num(m, path, "energy", &s->energy)) ||
-        (st = meta_num(m, path, "kept_energy", &s->kept_energy)) ||
-        (st = meta_num(m, path, "error", &s->error)))
+    /* NaN where a figure is undefined (a residual with sum R^2 == 0) */
+    uint64_t kept_total;
+    if ((st = sresid__meta_f64(m, path, "energy", true, &s->energy)) ||
+        (st = sresid__meta_f64(m, path, "kept_energy", true, &s->kept_energy)) ||
+        (st = sresid__meta_f64(m, path, "error", true, &s->error)) ||
+        (st = sresid__meta_u64(m, path, "kept", UINT64_MAX, &kept_total)))
         return st;
-    if ((st = meta_str(m, path, "kept", &v)))
-        return st;
-    uint64_t kept_total = strtoull(v, &end, 10);
-    if (!*v || *end || *v == '-')
-        return sresid__fail(SRESID_ERR_METADATA, "%s: kept \"%s\" is not an integer", path, v);
 
-    if ((st = meta_str(m, path, "tensors", &v)))
+    if ((st = sresid__meta_get(m, path, "tensors", &v)))
         return st;
     json_error_t jerr;
     json_t *arr = json_loads(v, JSON_REJECT_DUPLICATES, &jerr);

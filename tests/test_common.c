@@ -190,6 +190,66 @@ START_TEST(blas_arch_named)
 }
 END_TEST
 
+/* The metadata readers shared by the library's own file formats: strict
+ * counts (no sign, space, leading zero or overflow) and whole-string
+ * numbers, written back so that they round-trip. */
+START_TEST(metadata_readers)
+{
+    sresid_model *m = NULL;
+    ck_assert_ok(sresid_model_create(NULL, &m));
+    const char *kv[][2] = {{"zero", "0"},
+                           {"max", "18446744073709551615"},
+                           {"over", "18446744073709551616"},
+                           {"lead", "007"},
+                           {"sign", "+5"},
+                           {"neg", "-5"},
+                           {"space", " 5"},
+                           {"empty", ""},
+                           {"tenth", "0.1"},
+                           {"nan", "nan"},
+                           {"inf", "inf"},
+                           {"tail", "1.5x"},
+                           {"tag", "sparseresid.test"}};
+    for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
+        ck_assert_ok(sresid_model_set_metadata(m, kv[i][0], kv[i][1]));
+    uint64_t u = 1;
+    ck_assert_ok(sresid__meta_u64(m, "f", "zero", UINT64_MAX, &u));
+    ck_assert_uint_eq(u, 0);
+    ck_assert_ok(sresid__meta_u64(m, "f", "max", UINT64_MAX, &u));
+    ck_assert(u == UINT64_MAX);
+    ck_assert_status(sresid__meta_u64(m, "f", "max", UINT32_MAX, &u), SRESID_ERR_METADATA);
+    const char *bad[] = {"over", "lead", "sign", "neg", "space", "empty", "tenth", "missing"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        u = 42;
+        ck_assert_status(sresid__meta_u64(m, "f", bad[i], UINT64_MAX, &u), SRESID_ERR_METADATA);
+        ck_assert_uint_eq(u, 42);
+    }
+    ck_assert(strstr(sresid_last_error(), "f: no metadata \"missing\"") != NULL);
+    double d = 0;
+    ck_assert_ok(sresid__meta_f64(m, "f", "tenth", false, &d));
+    ck_assert(d == 0.1);
+    ck_assert_status(sresid__meta_f64(m, "f", "nan", false, &d), SRESID_ERR_METADATA);
+    ck_assert_ok(sresid__meta_f64(m, "f", "nan", true, &d));
+    ck_assert(isnan(d));
+    ck_assert_status(sresid__meta_f64(m, "f", "inf", true, &d), SRESID_ERR_METADATA);
+    ck_assert_status(sresid__meta_f64(m, "f", "tail", true, &d), SRESID_ERR_METADATA);
+    ck_assert_ok(sresid__meta_expect(m, "f", "tag", "sparseresid.test"));
+    ck_assert_status(sresid__meta_expect(m, "f", "tag", "sparseresid.other"),
+                     SRESID_ERR_METADATA);
+    ck_assert(strstr(sresid_last_error(), "is \"sparseresid.test\", want") != NULL);
+    /* %.17g round-trips a double through the reader */
+    const double xs[] = {0.1, 1.0 / 3.0, 5e-324, 1.7976931348623157e308, -2.5e-8};
+    for (size_t i = 0; i < sizeof xs / sizeof xs[0]; i++) {
+        char buf[32];
+        ck_assert(sresid__fmt_f64(buf, xs[i]));
+        ck_assert_ok(sresid_model_set_metadata(m, "x", buf));
+        ck_assert_ok(sresid__meta_f64(m, "f", "x", false, &d));
+        ck_assert(d == xs[i]);
+    }
+    sresid_model_free(m);
+}
+END_TEST
+
 Suite *suite_common(void)
 {
     Suite *s = suite_create("common");
@@ -203,6 +263,7 @@ Suite *suite_common(void)
     tcase_add_test(tc, options_struct_checks);
     tcase_add_test(tc, sgemm_matches_reference);
     tcase_add_test(tc, blas_arch_named);
+    tcase_add_test(tc, metadata_readers);
     suite_add_tcase(s, tc);
     return s;
 }
