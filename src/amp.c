@@ -877,14 +877,22 @@ sresid_status sresid_amp_project(const sresid_amp *amp, size_t t, const float *g
 
 /* ---- fit ---- */
 
-static bool same_shape(const sresid__tensor *x, const sresid__tensor *y)
+sresid_status sresid__amp_pair(const sresid_amp *amp, const sresid_model *trained,
+                              const char *what, size_t *tidx)
 {
-    if (x->ndim != y->ndim)
-        return false;
-    for (int32_t i = 0; i < x->ndim; i++)
-        if (x->shape[i] != y->shape[i])
-            return false;
-    return true;
+    for (size_t i = 0; i < amp->count; i++) {
+        const sresid__tensor *B = &amp->base->tensors[amp->t[i].index];
+        if (sresid_model_find(trained, B->name, &tidx[i]) != SRESID_OK)
+            return sresid__fail(SRESID_ERR_MISMATCH, "%s: tensor '%s' is missing in the trained "
+                                "model", what, B->name);
+        const sresid__tensor *T = &trained->tensors[tidx[i]];
+        bool same = sresid__same_shape(B, T);
+        if (!sresid_dtype_is_float(T->dtype) || !same)
+            return sresid__fail(SRESID_ERR_MISMATCH,
+                                "%s: tensor '%s' of the trained model has another %s", what,
+                                B->name, same ? "dtype (not a float)" : "shape");
+    }
+    return SRESID_OK;
 }
 
 sresid_status sresid_amp_fit(sresid_amp *amp, const sresid_model *trained, const sresid_mask *mask)
@@ -900,20 +908,9 @@ sresid_status sresid_amp_fit(sresid_amp *amp, const sresid_model *trained, const
     size_t *tidx = malloc(amp->count * sizeof *tidx);
     if (!tidx)
         return sresid__fail(SRESID_ERR_NOMEM, "%s: out of memory", fn);
-    for (size_t i = 0; i < amp->count; i++) {
-        const sresid__tensor *B = &amp->base->tensors[amp->t[i].index];
-        if (sresid_model_find(trained, B->name, &tidx[i]) != SRESID_OK) {
-            free(tidx);
-            return sresid__fail(SRESID_ERR_MISMATCH, "%s: tensor '%s' is missing in the trained "
-                                "model", fn, B->name);
-        }
-        const sresid__tensor *T = &trained->tensors[tidx[i]];
-        if (!sresid_dtype_is_float(T->dtype) || !same_shape(B, T)) {
-            free(tidx);
-            return sresid__fail(SRESID_ERR_MISMATCH,
-                                "%s: tensor '%s' of the trained model has another %s", fn,
-                                B->name, same_shape(B, T) ? "dtype (not a float)" : "shape");
-        }
+    if ((st = sresid__amp_pair(amp, trained, fn, tidx))) {
+        free(tidx);
+        return st;
     }
     size_t maxmn = 0;
     for (size_t i = 0; i < amp->count; i++) {

@@ -357,37 +357,6 @@ static sresid_status share_all(share_run *u)
     return SRESID_OK;
 }
 
-/* Pair every amp tensor with the trained tensor of its name: a float tensor
- * of the same shape. */
-static sresid_status pair_trained(const sresid_amp *amp, const sresid_model *trained,
-                                  size_t *tidx)
-{
-    for (size_t t = 0; t < amp->count; t++) {
-        const sresid__tensor *b = &amp->base->tensors[amp->t[t].index];
-        size_t j;
-        if (sresid_model_find(trained, b->name, &j) != SRESID_OK)
-            return sresid__fail(SRESID_ERR_MISMATCH,
-                                "sresid_amp_share: tensor '%s' is not in the trained model",
-                                b->name);
-        const sresid__tensor *x = &trained->tensors[j];
-        bool same = x->ndim == b->ndim;
-        for (int32_t k = 0; same && k < b->ndim; k++)
-            same = x->shape[k] == b->shape[k];
-        if (!same)
-            return sresid__fail(SRESID_ERR_MISMATCH,
-                                "sresid_amp_share: tensor '%s' has another shape in the trained "
-                                "model",
-                                b->name);
-        if (!sresid_dtype_is_float(x->dtype))
-            return sresid__fail(SRESID_ERR_MISMATCH,
-                                "sresid_amp_share: tensor '%s' is %s in the trained model, not a "
-                                "float tensor",
-                                b->name, sresid_dtype_name(x->dtype));
-        tidx[t] = j;
-    }
-    return SRESID_OK;
-}
-
 /* For one fraction: the captured energy of each tensor and in total when the
  * scores are chosen by |x| (s0 or D) with the mask module's top-k. */
 static sresid_status fraction_rows(const sresid_amp *amp, const float *x, const float *d,
@@ -458,7 +427,7 @@ sresid_status sresid_amp_share(const sresid_amp *amp, const sresid_model *traine
                           (unsigned long long)amp->nscores);
         goto out;
     }
-    if ((st = pair_trained(amp, trained, tidx)))
+    if ((st = sresid__amp_pair(amp, trained, "sresid_amp_share", tidx)))
         goto out;
     if (pthread_mutex_init(&u.mu, NULL) != 0) {
         st = sresid__fail(SRESID_ERR_NOMEM, "%s: cannot create a mutex", fn);

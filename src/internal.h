@@ -157,6 +157,8 @@ sresid_status sresid__model_push(sresid_model *m, const char *name, sresid_dtype
  * and SIZE_MAX. */
 sresid_status sresid__shape_numel(const int64_t *shape, int32_t ndim, sresid_dtype dtype,
                                   int64_t *numel, uint64_t *nbytes);
+/* Same rank and dimensions. */
+bool sresid__same_shape(const sresid__tensor *a, const sresid__tensor *b);
 /* Matrix view of tensor t under layout. */
 void sresid__matrix_view(const sresid__tensor *t, int32_t layout, int64_t *rows, int64_t *cols);
 /* Convert elements [first, first+n) of tensor t to float32. File-backed
@@ -335,6 +337,10 @@ struct sresid_amp {
     struct sresid__amp_pool *pool; /* scratch kept between calls (amp.c), locked inside */
 };
 
+/* Pair each amp tensor with the trained tensor of its name (index into
+ * tidx, count entries): a float tensor of the same shape, else MISMATCH. */
+sresid_status sresid__amp_pair(const sresid_amp *amp, const sresid_model *trained,
+                              const char *what, size_t *tidx);
 /* Thin SVD (svd.c) of the row-major m x n matrix w, truncated to r <=
  * min(m, n): u (m x r) and v (n x r) row-major, s the r largest singular
  * values, descending. w is overwritten; reload(ctx, w) refills it for a

@@ -112,6 +112,16 @@ static int64_t dims_product(const int64_t *shape, int32_t lo, int32_t hi)
     return p;
 }
 
+bool sresid__same_shape(const sresid__tensor *a, const sresid__tensor *b)
+{
+    if (a->ndim != b->ndim)
+        return false;
+    for (int32_t i = 0; i < a->ndim; i++)
+        if (a->shape[i] != b->shape[i])
+            return false;
+    return true;
+}
+
 void sresid__matrix_view(const sresid__tensor *t, int32_t layout, int64_t *rows, int64_t *cols)
 {
     if (t->ndim == 0) {

@@ -32,16 +32,6 @@ static const char *reason_text(int32_t r)
     }
 }
 
-static bool same_shape(const sresid__tensor *a, const sresid__tensor *b)
-{
-    if (a->ndim != b->ndim)
-        return false;
-    for (int32_t i = 0; i < a->ndim; i++)
-        if (a->shape[i] != b->shape[i])
-            return false;
-    return true;
-}
-
 static sresid_status mismatch_error(const sresid_residual *r)
 {
     char msg[2048];
@@ -103,7 +93,7 @@ sresid_status sresid_residual_create(const sresid_model *base, const sresid_mode
             reason = SRESID_UNPAIRED_NOT_FLOAT;
         else if (!found)
             reason = SRESID_UNPAIRED_BASE_ONLY;
-        else if (!same_shape(b, &trained->tensors[j]))
+        else if (!sresid__same_shape(b, &trained->tensors[j]))
             reason = SRESID_UNPAIRED_SHAPE;
         if (reason) {
             r->left[r->nleft++] = (unpaired){b->name, reason};
