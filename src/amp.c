@@ -347,12 +347,10 @@ sresid_status sresid_amp_create(const sresid_model *base, const sresid_amp_opts 
     static const char fn[] = "sresid_amp_create";
     if (!base || !out)
         return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: %s is NULL", fn, base ? "out" : "base");
-    sresid_status st = sresid__check_opts(opts, sizeof *opts, sizeof(size_t), fn);
+    sresid_amp_opts o;
+    sresid_status st = sresid__read_opts(&o, sizeof o, opts, fn);
     if (st)
         return st;
-    sresid_amp_opts o = {0};
-    if (opts)
-        memcpy(&o, opts, opts->size < sizeof o ? opts->size : sizeof o);
     if (o.layout != SRESID_AMP_DIAG && o.layout != SRESID_AMP_CORE)
         return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: layout %d unknown", fn, (int)o.layout);
     if (o.rank < 0)

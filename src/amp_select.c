@@ -86,12 +86,10 @@ sresid_status sresid_amp_select(const sresid_amp *amp, int32_t rule, double frac
     static const char fn[] = "sresid_amp_select";
     if (!amp || !out)
         return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: %s is NULL", fn, !amp ? "amp" : "out");
-    sresid_select_opts o = {.size = sizeof o};
-    sresid_status st = sresid__check_opts(opts, sizeof o, sizeof(size_t), fn);
+    sresid_select_opts o;
+    sresid_status st = sresid__read_opts(&o, sizeof o, opts, fn);
     if (st)
         return st;
-    if (opts)
-        memcpy(&o, opts, opts->size < sizeof o ? opts->size : sizeof o);
     if (o.flags & ~SELECT_FLAGS)
         return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: unknown flags 0x%x", fn,
                             (unsigned)(o.flags & ~SELECT_FLAGS));

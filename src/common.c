@@ -92,6 +92,18 @@ sresid_status sresid__check_opts(const void *opts, size_t known_size, size_t min
     return SRESID_OK;
 }
 
+sresid_status sresid__read_opts(void *dst, size_t dst_size, const void *opts, const char *what)
+{
+    memset(dst, 0, dst_size);
+    sresid_status st = sresid__check_opts(opts, dst_size, sizeof(size_t), what);
+    if (st || !opts)
+        return st;
+    size_t size;
+    memcpy(&size, opts, sizeof size);
+    memcpy(dst, opts, size < dst_size ? size : dst_size);
+    return SRESID_OK;
+}
+
 sresid_status sresid_set_threads(int32_t n)
 {
     if (n < 0 || n > 4096)

@@ -22,6 +22,11 @@ sresid_status sresid__fail(sresid_status status, const char *fmt, ...)
 sresid_status sresid__check_opts(const void *opts, size_t known_size, size_t min_size,
                                  const char *what);
 
+/* Check an options struct as sresid__check_opts does (minimum: the size
+ * field) and copy the fields its size covers into dst (dst_size bytes,
+ * zeroed first: zero is each field's default). NULL opts gives all zeros. */
+sresid_status sresid__read_opts(void *dst, size_t dst_size, const void *opts, const char *what);
+
 /* Check a rows x cols float matrix argument with row stride ld (elements):
  * non-negative sizes, ld >= cols (ld >= 1), no overflow of the element span,
  * x non-NULL unless empty. what names the caller in the message. */

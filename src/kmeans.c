@@ -358,12 +358,10 @@ done:
 static sresid_status read_opts(const sresid_kmeans_opts *opts, const char *fn, uint64_t *seed,
                                int32_t *max_iter)
 {
-    sresid_status st = sresid__check_opts(opts, sizeof *opts, sizeof(size_t), fn);
-    if (st != SRESID_OK)
+    sresid_kmeans_opts o;
+    sresid_status st = sresid__read_opts(&o, sizeof o, opts, fn);
+    if (st)
         return st;
-    sresid_kmeans_opts o = {0};
-    if (opts)
-        memcpy(&o, opts, opts->size < sizeof o ? opts->size : sizeof o);
     if (o.max_iter < 0)
         return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: max_iter %d is negative", fn,
                             (int)o.max_iter);

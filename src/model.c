@@ -189,12 +189,10 @@ sresid_status sresid__model_push(sresid_model *m, const char *name, sresid_dtype
 static sresid_status new_model(const sresid_model_opts *opts, const char *what,
                                sresid_model **out)
 {
-    sresid_status st = sresid__check_opts(opts, sizeof *opts, sizeof(size_t), what);
+    sresid_model_opts o;
+    sresid_status st = sresid__read_opts(&o, sizeof o, opts, what);
     if (st)
         return st;
-    sresid_model_opts o = {0};
-    if (opts)
-        memcpy(&o, opts, opts->size < sizeof o ? opts->size : sizeof o);
     if (o.layout != SRESID_LAYOUT_OUT_FIRST && o.layout != SRESID_LAYOUT_OUT_LAST)
         return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: layout %d is not a SRESID_LAYOUT_*",
                             what, (int)o.layout);
@@ -629,12 +627,10 @@ sresid_status sresid_model_save(const sresid_model *m, const char *path,
     if (!m || !path)
         return sresid__fail(SRESID_ERR_INVALID_ARG, "sresid_model_save: %s is NULL",
                             m ? "path" : "model");
-    sresid_status st = sresid__check_opts(opts, sizeof *opts, sizeof(size_t), "sresid_model_save");
+    sresid_save_opts o;
+    sresid_status st = sresid__read_opts(&o, sizeof o, opts, "sresid_model_save");
     if (st)
         return st;
-    sresid_save_opts o = {0};
-    if (opts)
-        memcpy(&o, opts, opts->size < sizeof o ? opts->size : sizeof o);
     if (o.flags & ~SRESID_SAVE_NO_CLOBBER)
         return sresid__fail(SRESID_ERR_INVALID_ARG, "sresid_model_save: unknown flags 0x%x",
                             (unsigned)o.flags);

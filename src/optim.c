@@ -36,14 +36,10 @@ static bool bad_num(double x)
 static sresid_status resolve_opts(const sresid_optim_opts *opts, const char *what,
                                   sresid_optim_opts *out)
 {
-    sresid_status st = sresid__check_opts(opts, sizeof(sresid_optim_opts), sizeof(size_t), what);
+    sresid_optim_opts o;
+    sresid_status st = sresid__read_opts(&o, sizeof o, opts, what);
     if (st)
         return st;
-    sresid_optim_opts o = {0};
-    if (opts) {
-        size_t size = opts->size < sizeof o ? opts->size : sizeof o;
-        memcpy(&o, opts, size);
-    }
     o.size = sizeof o;
     if (o.kind == 0)
         o.kind = SRESID_OPTIM_ADAMW;

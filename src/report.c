@@ -105,12 +105,10 @@ static const int32_t default_ks[] = {2, 4, 8, 16};
 static sresid_status resolve_opts(const sresid_report_opts *opts, sresid_report *r)
 {
     static const char what[] = "sresid_report";
-    sresid_status st = sresid__check_opts(opts, sizeof *opts, sizeof(size_t), what);
+    sresid_report_opts o;
+    sresid_status st = sresid__read_opts(&o, sizeof o, opts, what);
     if (st)
         return st;
-    sresid_report_opts o = {0};
-    if (opts)
-        memcpy(&o, opts, opts->size < sizeof o ? opts->size : sizeof o);
     if (o.probes & ~SRESID_PROBE_ALL)
         return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: unknown probe bits 0x%x", what,
                             (unsigned)(o.probes & ~SRESID_PROBE_ALL));

@@ -58,13 +58,10 @@ sresid_status sresid_residual_create(const sresid_model *base, const sresid_mode
 {
     if (!base || !trained || !out)
         return sresid__fail(SRESID_ERR_INVALID_ARG, "sresid_residual_create: NULL argument");
-    sresid_status st = sresid__check_opts(opts, sizeof *opts, sizeof(size_t),
-                                          "sresid_residual_create");
+    sresid_pair_opts o;
+    sresid_status st = sresid__read_opts(&o, sizeof o, opts, "sresid_residual_create");
     if (st)
         return st;
-    sresid_pair_opts o = {0};
-    if (opts)
-        memcpy(&o, opts, opts->size < sizeof o ? opts->size : sizeof o);
     if (o.flags & ~SRESID_PAIR_SKIP_MISMATCHED)
         return sresid__fail(SRESID_ERR_INVALID_ARG, "sresid_residual_create: unknown flags 0x%x",
                             (unsigned)o.flags);

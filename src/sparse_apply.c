@@ -161,13 +161,10 @@ sresid_status sresid_sparse_apply(const sresid_sparse *sparse, const sresid_mode
 {
     if (!sparse || !base || !path)
         return sresid__fail(SRESID_ERR_INVALID_ARG, "sresid_sparse_apply: NULL argument");
-    sresid_status st = sresid__check_opts(opts, sizeof *opts, sizeof(size_t),
-                                          "sresid_sparse_apply");
+    sresid_apply_opts o;
+    sresid_status st = sresid__read_opts(&o, sizeof o, opts, "sresid_sparse_apply");
     if (st)
         return st;
-    sresid_apply_opts o = {0};
-    if (opts)
-        memcpy(&o, opts, opts->size < sizeof o ? opts->size : sizeof o);
     if (o.flags & ~(SRESID_APPLY_FORCE | SRESID_SAVE_NO_CLOBBER))
         return sresid__fail(SRESID_ERR_INVALID_ARG, "sresid_sparse_apply: unknown flags 0x%x",
                             (unsigned)o.flags);

@@ -130,13 +130,10 @@ sresid_status sresid_sparse_save(const sresid_sparse *sparse, const char *path,
 {
     if (!sparse || !path)
         return sresid__fail(SRESID_ERR_INVALID_ARG, "sresid_sparse_save: NULL argument");
-    sresid_status st = sresid__check_opts(opts, sizeof *opts, sizeof(size_t),
-                                          "sresid_sparse_save");
+    sresid_save_opts o;
+    sresid_status st = sresid__read_opts(&o, sizeof o, opts, "sresid_sparse_save");
     if (st)
         return st;
-    sresid_save_opts o = {0};
-    if (opts)
-        memcpy(&o, opts, opts->size < sizeof o ? opts->size : sizeof o);
     if (o.flags & ~SRESID_SAVE_NO_CLOBBER)
         return sresid__fail(SRESID_ERR_INVALID_ARG, "sresid_sparse_save: unknown flags 0x%x",
                             (unsigned)o.flags);
