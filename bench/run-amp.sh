@@ -59,20 +59,7 @@ fi
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
-if [ -z "${BLIS_ARCH_TYPE:-}" ]; then
-    flags=$(grep -m1 '^flags' /proc/cpuinfo || true)
-    has() {
-        case " $flags " in *" $1 "*) return 0 ;; *) return 1 ;; esac
-    }
-    if has avx512f && has avx512dq && has avx512bw && has avx512vl; then
-        BLIS_ARCH_TYPE=0
-    elif has avx2 && has fma; then
-        BLIS_ARCH_TYPE=6
-    fi
-fi
-if [ -n "${BLIS_ARCH_TYPE:-}" ]; then
-    export BLIS_ARCH_TYPE
-fi
+. bench/blis-arch.sh
 
 make -s lib
 mkdir -p "$DIR"

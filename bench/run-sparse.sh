@@ -6,11 +6,12 @@
 #
 # usage: sh bench/run-sparse.sh [--reps N] [--no-big] [--dir DIR]
 #
-# One thread (SRESID_NUM_THREADS=1, OMP/BLIS threads 1) and BLIS_ARCH_TYPE=0
-# unless set, for the library and numpy alike.
+# One thread (SRESID_NUM_THREADS=1, OMP/BLIS threads 1) and the best BLIS
+# kernels of the CPU unless BLIS_ARCH_TYPE is set (bench/blis-arch.sh), for
+# the library and numpy alike.
 set -eu
 cd "$(dirname "$0")/.."
 make -s all
-export BLIS_ARCH_TYPE=${BLIS_ARCH_TYPE:-0}
+. bench/blis-arch.sh
 export SRESID_NUM_THREADS=1 OMP_NUM_THREADS=1 BLIS_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 exec /usr/bin/python3 bench/sparse.py "$@"
