@@ -31,7 +31,8 @@ DEP_LIBS     := $(BLIS_LIBS) $(LAPACK_LIBS) $(JANSSON_LIBS) $(XXHASH_LIBS) -lm -
 LIB_CFLAGS   := $(CSTD) $(OPT) $(WARN) -D_GNU_SOURCE -Iinclude -Isrc \
                 $(BLIS_CFLAGS) $(JANSSON_CFLAGS) $(XXHASH_CFLAGS) -fvisibility=hidden $(CFLAGS)
 
-LIB_SRC      := $(sort $(wildcard src/*.c))
+LIB_SRC      := $(sort $(wildcard src/*/*.c))
+LIB_HDR      := $(wildcard src/*/*.h)
 LIB_PIC_OBJ  := $(LIB_SRC:src/%.c=build/pic/%.o)
 LIB_OBJ      := $(LIB_SRC:src/%.c=build/static/%.o)
 HEADERS      := $(wildcard include/sparseresid/*.h)
@@ -57,11 +58,11 @@ all: lib examples
 
 lib: $(SHLIB) lib/$(SONAME) lib/libsparseresid.so $(STLIB) sparseresid.pc
 
-build/pic/%.o: src/%.c $(HEADERS) src/internal.h $(wildcard src/*.h)
+build/pic/%.o: src/%.c $(HEADERS) $(LIB_HDR)
 	@mkdir -p $(@D)
 	$(CC) $(LIB_CFLAGS) -fPIC -c $< -o $@
 
-build/static/%.o: src/%.c $(HEADERS) src/internal.h $(wildcard src/*.h)
+build/static/%.o: src/%.c $(HEADERS) $(LIB_HDR)
 	@mkdir -p $(@D)
 	$(CC) $(LIB_CFLAGS) -c $< -o $@
 
@@ -115,7 +116,7 @@ build/check_sparseresid: $(TEST_SRC) tests/testutil.h $(LIB_OBJ)
 	    $(JANSSON_CFLAGS) $(CHECK_CFLAGS) $(CFLAGS) -o $@ $(TEST_SRC) $(LIB_OBJ) \
 	    $(CHECK_LIBS) $(DEP_LIBS) $(LDFLAGS)
 
-build/check_sparseresid_asan: $(TEST_SRC) tests/testutil.h $(LIB_SRC) $(HEADERS) src/internal.h
+build/check_sparseresid_asan: $(TEST_SRC) tests/testutil.h $(LIB_SRC) $(HEADERS) $(LIB_HDR)
 	@mkdir -p $(@D)
 	$(CC) $(CSTD) -O1 -g $(WARN) $(SAN_FLAGS) -D_GNU_SOURCE -Iinclude -Isrc -Itests \
 	    $(BLIS_CFLAGS) $(JANSSON_CFLAGS) $(CHECK_CFLAGS) $(CFLAGS) -o $@ $(TEST_SRC) $(LIB_SRC) \

@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "blas.h"
-#include "internal.h"
+#include "util/blas.h"
+#include "amp/amp.h"
 #include "testutil.h"
 
 #define ALL_KINDS ((1u << SRESID_KIND_COUNT) - 1u)

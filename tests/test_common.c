@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "blas.h"
-#include "internal.h"
+#include "util/blas.h"
+#include "model/model.h"
 #include "testutil.h"
 
 START_TEST(version_matches_header)

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "util/util.h"
 #include "testutil.h"
 
 /* ck_assert_msg passes a checkpoint through a pipe on every call, which

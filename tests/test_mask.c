@@ -7,7 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "amp/amp.h"
+#include "util/topk.h"
 #include "testutil.h"
 
 /* ---- reference selection ------------------------------------------------ */

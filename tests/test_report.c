@@ -10,7 +10,7 @@
 #include <dirent.h>
 #include <sys/stat.h>
 
-#include "internal.h"
+#include "util/util.h"
 #include "testutil.h"
 
 #define D 16      /* model width */

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "util/util.h"
 #include "testutil.h"
 
 #define N 10007 /* not a multiple of the block size */

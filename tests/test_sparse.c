@@ -6,7 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "sparse.h"
+#include "sparse/sparse.h"
 #include "testutil.h"
 
 /* A pair of in-memory models with F32 tensors of the given sizes. */
