@@ -14,13 +14,13 @@
  * from names, so the figures do not depend on the thread count or on
  * scheduling. */
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "util/blas.h"
 #include "report/report.h"
+#include "util/blas.h"
+#include "util/jobs.h"
 
 #define MAX_KS 64
 #define MAX_BINS (1 << 24)
@@ -181,7 +181,6 @@ typedef struct run {
     int32_t threads; /* resolved */
     worker *w;
     int nalloc;      /* workers allocated */
-    int nactive;     /* threads of the current pass */
     /* pass 2 */
     size_t nslots;   /* kinds, all, then one per layer */
     double *lo, *hi; /* a slot's histogram range; lo >= hi: no histogram */
@@ -193,24 +192,19 @@ typedef struct run {
     size_t nadjacent; /* cj[0..nadjacent) adjacent pairs, then first vs last */
     /* progress over all passes */
     size_t done, total;
-    /* the current pass */
-    int pass;
-    size_t njobs, next, nq, reported;
-    size_t *queue;
-    int alive;
-    bool stop;
-    sresid_status st;
-    char err[1024];
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
+    int pass;        /* the current pass */
 } run;
 
 struct worker {
     run *u;
     float *buf[2];
     sresid_histogram **hist; /* pass 2: nslots entries, made on first use */
-    pthread_t tid;
 };
+
+static sresid_status nomem(void)
+{
+    return sresid__fail(SRESID_ERR_NOMEM, "report: out of memory");
+}
 
 static sresid_status get_buf(worker *w, int k, float **out)
 {
@@ -453,106 +447,60 @@ static sresid_status do_job(worker *w, size_t j)
     }
 }
 
+static sresid_status job_run(void *ctx, size_t j, int wi)
+{
+    run *u = ctx;
+    return do_job(&u->w[wi], j);
+}
+
 /* Baselines are not units of progress: their number is known only after
  * pass 1, and total is promised fixed. */
-static void report_progress(run *u, size_t j)
+static const char *job_label(void *ctx, size_t j)
 {
-    if (u->pass == PASS_POOL && j < u->nbl)
-        return;
-    u->done++;
-    if (!u->progress)
-        return;
-    const char *name = u->pass == PASS_CORR   ? u->r->t[u->cj[j].b].name
-                       : u->pass == PASS_POOL ? u->r->t[j - u->nbl].name
-                                              : u->r->t[j].name;
-    u->progress(u->progress_user, u->done, u->total, name);
-}
-
-static void *worker_main(void *arg)
-{
-    worker *w = arg;
-    run *u = w->u;
-    /* the workers split the thread budget; BLIS gets the share */
-    sresid__blas_local_threads(u->threads / u->nactive > 1 ? u->threads / u->nactive : 1);
-    pthread_mutex_lock(&u->mu);
-    while (!u->stop && u->next < u->njobs) {
-        size_t j = u->next++;
-        pthread_mutex_unlock(&u->mu);
-        sresid_status st = do_job(w, j);
-        pthread_mutex_lock(&u->mu);
-        if (st) {
-            if (!u->st) {
-                u->st = st;
-                snprintf(u->err, sizeof u->err, "%s", sresid_last_error());
-            }
-            u->stop = true;
-        } else {
-            u->queue[u->nq++] = j;
-        }
-        pthread_cond_signal(&u->cv);
+    const run *u = ctx;
+    switch (u->pass) {
+    case PASS_PROBE: return u->r->t[j].name;
+    case PASS_POOL: return j < u->nbl ? NULL : u->r->t[j - u->nbl].name;
+    default: return u->r->t[u->cj[j].b].name;
     }
-    u->alive--;
-    pthread_cond_signal(&u->cv);
-    pthread_mutex_unlock(&u->mu);
-    return NULL;
 }
 
-static sresid_status run_inline(run *u)
+/* The cost of a job: the values it reads (a baseline: those it draws). */
+static uint64_t job_cost(const run *u, size_t j)
 {
-    sresid__blas_local_threads(u->threads);
-    sresid_status st = SRESID_OK;
-    for (size_t j = 0; j < u->njobs && !st; j++) {
-        st = do_job(&u->w[0], j);
-        if (!st)
-            report_progress(u, j);
+    switch (u->pass) {
+    case PASS_PROBE: return (uint64_t)u->r->t[j].numel;
+    case PASS_POOL: return j < u->nbl ? u->bl[j].count : (uint64_t)u->r->t[j - u->nbl].numel;
+    default: return 2 * (uint64_t)u->r->t[u->cj[j].a].numel;
     }
-    sresid__blas_local_threads(0);
-    return st;
 }
 
-/* Run njobs jobs of a pass on at most nworkers threads; the calling thread
- * only reports progress (the callback runs there, as promised). */
+/* Run the njobs jobs of a pass through the job engine on at most nworkers
+ * workers; progress goes to the caller's callback on this thread. */
 static sresid_status run_pass(run *u, int pass, size_t njobs, int nworkers)
 {
     u->pass = pass;
-    u->njobs = njobs;
-    u->next = u->nq = u->reported = 0;
-    u->stop = false;
-    u->st = SRESID_OK;
-    if ((size_t)nworkers > njobs)
-        nworkers = (int)njobs;
-    if (nworkers <= 1)
-        return run_inline(u);
-    u->nactive = nworkers;
-    u->alive = nworkers;
-    int started = 0;
-    for (int i = 0; i < nworkers; i++) {
-        if (pthread_create(&u->w[i].tid, NULL, worker_main, &u->w[i]) != 0)
-            break;
-        started++;
+    uint64_t *cost = malloc((njobs ? njobs : 1) * sizeof *cost);
+    if (!cost)
+        return nomem();
+    size_t units = 0;
+    for (size_t j = 0; j < njobs; j++) {
+        cost[j] = job_cost(u, j);
+        units += job_label(u, j) != NULL;
     }
-    pthread_mutex_lock(&u->mu);
-    u->alive -= nworkers - started;
-    for (;;) {
-        while (u->reported < u->nq) {
-            size_t j = u->queue[u->reported++];
-            pthread_mutex_unlock(&u->mu);
-            report_progress(u, j);
-            pthread_mutex_lock(&u->mu);
-        }
-        if (u->alive == 0)
-            break;
-        pthread_cond_wait(&u->cv, &u->mu);
+    sresid__plan p = {.njobs = njobs, .cost = cost, .run = job_run, .ctx = u,
+                      .progress = u->progress, .progress_user = u->progress_user,
+                      .label = job_label, .progress_base = u->done, .progress_total = u->total};
+    sresid__plan_threads(&p, u->threads);
+    if (p.workers > nworkers) { /* fewer workers than threads: BLIS gets the rest */
+        p.workers = nworkers;
+        p.blas_threads = u->threads / nworkers > 1 ? u->threads / nworkers : 1;
     }
-    pthread_mutex_unlock(&u->mu);
-    for (int i = 0; i < started; i++)
-        pthread_join(u->w[i].tid, NULL);
-    if (u->st)
-        return sresid__fail(u->st, "%s", u->err);
-    if (started == 0) /* no thread could start: do it here */
-        return run_inline(u);
-    /* a thread that failed to start left its jobs to the others */
-    return SRESID_OK;
+    sresid_status st = sresid__plan_run(&p);
+    free(cost);
+    if (!st)
+        u->done += units;
+    return st;
 }
 
 /* ---- building the report ---- */
@@ -594,11 +542,6 @@ void sresid_report_free(sresid_report *r)
     free(r->lcorr);
     free(r->skip);
     free(r);
-}
-
-static sresid_status nomem(void)
-{
-    return sresid__fail(SRESID_ERR_NOMEM, "report: out of memory");
 }
 
 static sresid_status add_skipped(sresid_report *r, size_t cap, const char *name, const char *why)
@@ -1033,13 +976,10 @@ static void run_free(run *u)
         free(u->w[i].hist);
     }
     free(u->w);
-    free(u->queue);
     free(u->lo);
     free(u->hi);
     free(u->cj);
     free(u->bl);
-    pthread_mutex_destroy(&u->mu);
-    pthread_cond_destroy(&u->cv);
 }
 
 static sresid_status build(run *u)
@@ -1069,8 +1009,7 @@ static sresid_status build(run *u)
     u->threads = r->o.threads;
     u->nalloc = (size_t)u->threads < most ? u->threads : most ? (int)most : 1;
     u->w = calloc((size_t)u->nalloc, sizeof *u->w);
-    u->queue = malloc((most ? most : 1) * sizeof *u->queue);
-    if (!u->w || !u->queue)
+    if (!u->w)
         return nomem();
     for (int i = 0; i < u->nalloc; i++)
         u->w[i].u = u;
@@ -1133,8 +1072,6 @@ static sresid_status report_run(const sresid_residual *res, const sresid_model *
              .progress_user = r->o.progress_user};
     r->o.progress = NULL; /* the callback is the caller's business during the run only */
     r->o.progress_user = NULL;
-    pthread_mutex_init(&u.mu, NULL);
-    pthread_cond_init(&u.cv, NULL);
     st = build(&u);
     run_free(&u);
     if (st) {

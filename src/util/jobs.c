@@ -182,13 +182,15 @@ static void run_threads(engine *e, int nw, pthread_t *tid, worker_arg *args)
         return;
     }
     for (;;) {
+        bool reported = false;
         while (e->nreported < e->ndone) {
             size_t j = e->done[e->nreported++];
             pthread_mutex_unlock(&e->mu);
             report(e, j);
             pthread_mutex_lock(&e->mu);
+            reported = true;
         }
-        if (elapsed_ns(&e->last_poll) >= POLL_NS) {
+        if (reported || elapsed_ns(&e->last_poll) >= POLL_NS) {
             pthread_mutex_unlock(&e->mu);
             poll_interrupt(e);
             pthread_mutex_lock(&e->mu);
@@ -249,7 +251,7 @@ sresid_status sresid__plan_run(const sresid__plan *p)
     pthread_cond_init(&e.cv, NULL);
     since(&e.last_poll);
     if (nw > 1 && e.n > 1)
-        run_threads(&e, nw < (int)(e.n < 4096 ? e.n : 4096) ? nw : (int)e.n, tid, args);
+        run_threads(&e, (size_t)nw < e.n ? nw : (int)e.n, tid, args);
     else
         run_inline(&e);
     pthread_mutex_destroy(&e.mu);

@@ -1,0 +1,260 @@
+/* The job engine (src/util/jobs.c): order, failures, progress, interrupts,
+ * partitions. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "testutil.h"
+#include "util/jobs.h"
+#include "util/util.h"
+
+#define MAXJ 64
+
+typedef struct jctx {
+    size_t njobs;
+    atomic_int ran[MAXJ];          /* times each job ran */
+    size_t order[MAXJ];            /* start order (one worker) */
+    atomic_size_t started;
+    const unsigned char *fail;     /* jobs that fail */
+    const long *sleep_us;          /* per-job delay before returning */
+    atomic_int max_worker;
+    bool poll_stop;                /* jobs loop until sresid__job_stopping() */
+    atomic_int saw_stop;
+} jctx;
+
+static void nap(long us)
+{
+    struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
+    nanosleep(&ts, NULL);
+}
+
+static sresid_status job(void *ctx, size_t j, int worker)
+{
+    jctx *c = ctx;
+    size_t k = atomic_fetch_add(&c->started, 1);
+    if (k < MAXJ)
+        c->order[k] = j;
+    atomic_fetch_add(&c->ran[j], 1);
+    int m = atomic_load(&c->max_worker);
+    while (worker > m && !atomic_compare_exchange_weak(&c->max_worker, &m, worker))
+        ;
+    if (c->poll_stop) {
+        for (int i = 0; i < 5000 && !sresid__job_stopping(); i++)
+            nap(1000);
+        if (sresid__job_stopping())
+            atomic_fetch_add(&c->saw_stop, 1);
+    } else if (c->sleep_us && c->sleep_us[j]) {
+        nap(c->sleep_us[j]);
+    }
+    if (c->fail && c->fail[j])
+        return sresid__fail(SRESID_ERR_NONFINITE, "job %zu failed", j);
+    return SRESID_OK;
+}
+
+static const char *label(void *ctx, size_t j)
+{
+    static const char *names[] = {"even", "odd"};
+    (void)ctx;
+    return names[j % 2];
+}
+
+START_TEST(largest_first_each_once)
+{
+    jctx c = {.njobs = 10};
+    uint64_t cost[10] = {5, 9, 1, 9, 0, 7, 7, 3, 2, 8};
+    sresid__plan p = {.njobs = 10, .cost = cost, .workers = 1, .blas_threads = 1, .run = job,
+                      .ctx = &c};
+    ck_assert_ok(sresid__plan_run(&p));
+    /* by cost descending, ties by id: worked out by hand */
+    const size_t want[10] = {1, 3, 9, 5, 6, 0, 7, 8, 2, 4};
+    for (int i = 0; i < 10; i++) {
+        ck_assert_uint_eq(c.order[i], want[i]);
+        ck_assert_int_eq(atomic_load(&c.ran[i]), 1);
+    }
+    /* many workers: still each job exactly once */
+    jctx d = {.njobs = 10};
+    p.ctx = &d;
+    p.workers = 4;
+    ck_assert_ok(sresid__plan_run(&p));
+    for (int i = 0; i < 10; i++)
+        ck_assert_int_eq(atomic_load(&d.ran[i]), 1);
+    ck_assert_int_lt(atomic_load(&d.max_worker), 4);
+}
+END_TEST
+
+/* Job 7 fails at once and job 2 fails late; job 2 runs last in cost order.
+ * The failure reported is job 2's for any worker count, every time. */
+START_TEST(lowest_failing_id_wins)
+{
+    unsigned char fail[12] = {0};
+    fail[2] = fail[7] = 1;
+    long sleep_us[12] = {0};
+    sleep_us[2] = 20000;
+    uint64_t cost[12];
+    for (int j = 0; j < 12; j++)
+        cost[j] = j == 2 ? 0 : 100 + (uint64_t)j; /* job 2 is the cheapest: last to start */
+    for (int rep = 0; rep < 5; rep++)
+        for (int w = 1; w <= 4; w++) {
+            jctx c = {.njobs = 12, .fail = fail, .sleep_us = sleep_us};
+            sresid__plan p = {.njobs = 12, .cost = cost, .workers = w, .blas_threads = 1,
+                              .run = job, .ctx = &c};
+            ck_assert_status(sresid__plan_run(&p), SRESID_ERR_NONFINITE);
+            ck_assert_str_eq(sresid_last_error(), "job 2 failed");
+            /* every job below the failure ran; none ran twice */
+            for (int j = 0; j < 12; j++) {
+                ck_assert_int_le(atomic_load(&c.ran[j]), 1);
+                if (j <= 2)
+                    ck_assert_int_eq(atomic_load(&c.ran[j]), 1);
+            }
+        }
+}
+END_TEST
+
+typedef struct plog {
+    uint64_t calls, last;
+    bool monotone, same_thread, named;
+    pthread_t caller;
+    int stop_after; /* interrupt once this many progress calls were seen (0: never) */
+    int polls, stop_poll; /* interrupt at poll number stop_poll (0: never) */
+} plog;
+
+static void on_progress(void *user, size_t done, size_t total, const char *name)
+{
+    plog *l = user;
+    l->monotone &= done == l->last + 1 && total == 110;
+    l->same_thread &= pthread_equal(pthread_self(), l->caller) != 0;
+    l->named &= name && (strcmp(name, "even") == 0 || strcmp(name, "odd") == 0);
+    l->last = done;
+    l->calls++;
+}
+
+static sresid_status interrupt(void *user)
+{
+    plog *l = user;
+    ck_assert(pthread_equal(pthread_self(), l->caller));
+    l->polls++;
+    if ((l->stop_after && l->calls >= (uint64_t)l->stop_after) ||
+        (l->stop_poll && l->polls >= l->stop_poll))
+        return sresid__fail(SRESID_ERR_INVALID_ARG, "stopped by the caller");
+    return SRESID_OK;
+}
+
+START_TEST(progress_on_calling_thread)
+{
+    for (int w = 1; w <= 3; w++) {
+        jctx c = {.njobs = 10};
+        plog l = {0, 100, true, true, true, pthread_self(), 0, 0, 0};
+        sresid__plan p = {.njobs = 10, .workers = w, .blas_threads = 1, .run = job, .ctx = &c,
+                          .progress = on_progress, .progress_user = &l, .label = label,
+                          .progress_base = 100, .progress_total = 110,
+                          .interrupt = interrupt, .interrupt_user = &l};
+        ck_assert_ok(sresid__plan_run(&p));
+        ck_assert_uint_eq(l.calls, 10);
+        ck_assert_uint_eq(l.last, 110);
+        ck_assert(l.monotone && l.same_thread && l.named);
+    }
+}
+END_TEST
+
+START_TEST(interrupt_stops_between_and_inside_jobs)
+{
+    for (int w = 1; w <= 2; w++) {
+        /* between jobs: after 3 reports nothing new starts */
+        long sleep_us[40];
+        for (int j = 0; j < 40; j++)
+            sleep_us[j] = 2000;
+        jctx c = {.njobs = 40, .sleep_us = sleep_us};
+        plog l = {0, 0, true, true, true, pthread_self(), 3, 0, 0};
+        sresid__plan p = {.njobs = 40, .workers = w, .blas_threads = 1, .run = job, .ctx = &c,
+                          .progress = on_progress, .progress_user = &l, .label = label,
+                          .progress_total = 110, .interrupt = interrupt, .interrupt_user = &l};
+        ck_assert_status(sresid__plan_run(&p), SRESID_ERR_INVALID_ARG);
+        ck_assert_str_eq(sresid_last_error(), "stopped by the caller");
+        ck_assert_uint_lt(atomic_load(&c.started), 40);
+
+        /* inside a job: the second poll (after 100 ms) stops the run, the
+         * jobs see sresid__job_stopping() and return long before 5 s */
+        jctx d = {.njobs = 2, .poll_stop = true};
+        plog m = {0, 0, true, true, true, pthread_self(), 0, 0, 2};
+        sresid__plan q = {.njobs = 2, .workers = w, .blas_threads = 1, .run = job, .ctx = &d,
+                          .interrupt = interrupt, .interrupt_user = &m};
+        ck_assert_status(sresid__plan_run(&q), SRESID_ERR_INVALID_ARG);
+        ck_assert_uint_ge(atomic_load(&d.started), 1);
+        ck_assert_int_eq(atomic_load(&d.saw_stop), (int)atomic_load(&d.started));
+    }
+    ck_assert(!sresid__job_stopping()); /* outside a job */
+}
+END_TEST
+
+START_TEST(only_and_partition)
+{
+    uint64_t cost[9] = {10, 1, 7, 7, 3, 9, 2, 5, 4};
+    unsigned char part[3][9];
+    uint64_t load[3] = {0};
+    for (int q = 0; q < 3; q++)
+        ck_assert_ok(sresid__plan_partition(cost, 9, 3, q, part[q]));
+    for (int j = 0; j < 9; j++) {
+        ck_assert_int_eq(part[0][j] + part[1][j] + part[2][j], 1); /* each job in one part */
+        for (int q = 0; q < 3; q++)
+            load[q] += part[q][j] ? cost[j] : 0;
+    }
+    /* by hand: 10 -> part 0, 9 -> 1, 7 -> 2, 7 -> 2 (14), 5 -> 1 (14), 4 -> 0 (14),
+     * 3 -> 0 (17, the lowest of three equal loads), 2 -> 1 (16), 1 -> 2 (15) */
+    ck_assert_uint_eq(load[0], 17);
+    ck_assert_uint_eq(load[1], 16);
+    ck_assert_uint_eq(load[2], 15);
+    /* a run over one part runs exactly its jobs */
+    jctx c = {.njobs = 9};
+    sresid__plan p = {.njobs = 9, .cost = cost, .only = part[1], .workers = 2, .blas_threads = 1,
+                      .run = job, .ctx = &c};
+    ck_assert_ok(sresid__plan_run(&p));
+    for (int j = 0; j < 9; j++)
+        ck_assert_int_eq(atomic_load(&c.ran[j]), part[1][j]);
+    unsigned char x[1];
+    ck_assert_status(sresid__plan_partition(cost, 9, 0, 0, x), SRESID_ERR_INVALID_ARG);
+    ck_assert_status(sresid__plan_partition(cost, 9, 2, 2, x), SRESID_ERR_INVALID_ARG);
+}
+END_TEST
+
+START_TEST(thread_budget)
+{
+    sresid__plan p = {.njobs = 3};
+    sresid__plan_threads(&p, 8);
+    ck_assert_int_eq(p.workers, 3);
+    ck_assert_int_eq(p.blas_threads, 2);
+    p.njobs = 100;
+    sresid__plan_threads(&p, 4);
+    ck_assert_int_eq(p.workers, 4);
+    ck_assert_int_eq(p.blas_threads, 1);
+    unsigned char only[100] = {0};
+    only[5] = 1;
+    p.only = only;
+    sresid__plan_threads(&p, 4);
+    ck_assert_int_eq(p.workers, 1);
+    ck_assert_int_eq(p.blas_threads, 4);
+    p.run = NULL;
+    ck_assert_status(sresid__plan_run(&p), SRESID_ERR_INVALID_ARG);
+    /* an empty plan succeeds */
+    jctx c = {0};
+    sresid__plan e = {.njobs = 0, .workers = 1, .blas_threads = 1, .run = job, .ctx = &c};
+    ck_assert_ok(sresid__plan_run(&e));
+}
+END_TEST
+
+Suite *suite_jobs(void)
+{
+    Suite *s = suite_create("jobs");
+    TCase *tc = tcase_create("engine");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, largest_first_each_once);
+    tcase_add_test(tc, lowest_failing_id_wins);
+    tcase_add_test(tc, progress_on_calling_thread);
+    tcase_add_test(tc, interrupt_stops_between_and_inside_jobs);
+    tcase_add_test(tc, only_and_partition);
+    tcase_add_test(tc, thread_budget);
+    suite_add_tcase(s, tc);
+    return s;
+}
