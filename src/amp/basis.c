@@ -10,12 +10,12 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "util/blas.h"
 #include "amp/amp.h"
+#include "util/jobs.h"
 
 #define DEFAULT_KINDS ((1u << SRESID_KIND_ATTENTION) | (1u << SRESID_KIND_MLP))
 #define ALL_KINDS ((1u << SRESID_KIND_COUNT) - 1u)
@@ -160,17 +160,12 @@ static bool canonical_signs(float *u, float *v, int64_t m, int64_t n, int64_t r)
 typedef struct basis_job {
     sresid__amp_tensor *t;
     float *s;         /* rank singular values */
-    sresid_status st;
-    char msg[512];    /* the worker's message, re-raised on the caller's thread */
 } basis_job;
 
-typedef struct basis_pool {
+typedef struct basis_run {
     const sresid_model *base;
     basis_job *jobs;
-    size_t n;
-    atomic_size_t next;
-    atomic_bool stop;
-} basis_pool;
+} basis_run;
 
 typedef struct reload_ctx {
     const sresid_model *base;
@@ -222,61 +217,34 @@ fail:
     return st;
 }
 
-static void run_job(basis_pool *p, size_t i)
+static sresid_status basis_job_run(void *ctx, size_t i, int worker)
 {
-    basis_job *j = &p->jobs[i];
-    j->st = basis_of(p->base, j->t, j->s);
-    if (j->st) {
-        snprintf(j->msg, sizeof j->msg, "%s", sresid_last_error());
-        atomic_store(&p->stop, true);
-    }
+    (void)worker;
+    basis_run *b = ctx;
+    return basis_of(b->base, b->jobs[i].t, b->jobs[i].s);
 }
 
-static void *basis_worker(void *arg)
-{
-    basis_pool *p = arg;
-    /* one BLAS thread per worker: the workers are the parallelism */
-    sresid__blas_local_threads(1);
-    for (;;) {
-        size_t i = atomic_fetch_add(&p->next, 1);
-        if (i >= p->n || atomic_load(&p->stop))
-            break;
-        run_job(p, i);
-    }
-    sresid__blas_local_threads(0);
-    return NULL;
-}
-
-/* Every tensor's basis on up to threads workers. Each job writes only its
- * own tensor, so the result does not depend on the thread count; the
- * first failing tensor (in model order) gives the status. */
+/* Every tensor's basis through the job engine, largest SVD first. Each
+ * job writes only its own tensor, so the result does not depend on the
+ * thread count; the engine reports the first failing tensor in model
+ * order. */
 static sresid_status compute_bases(const sresid_model *base, basis_job *jobs, size_t n,
                                    int32_t threads)
 {
-    basis_pool p = {.base = base, .jobs = jobs, .n = n};
-    atomic_init(&p.next, 0);
-    atomic_init(&p.stop, false);
-    size_t nw = (size_t)threads < n ? (size_t)threads : n;
-    pthread_t *tid = nw > 1 ? calloc(nw - 1, sizeof *tid) : NULL;
-    size_t started = 0;
-    if (tid)
-        for (; started < nw - 1; started++)
-            if (pthread_create(&tid[started], NULL, basis_worker, &p) != 0)
-                break;
-    /* the calling thread works too (alone when threads could not start) */
-    for (;;) {
-        size_t i = atomic_fetch_add(&p.next, 1);
-        if (i >= n || atomic_load(&p.stop))
-            break;
-        run_job(&p, i);
+    uint64_t *cost = malloc((n ? n : 1) * sizeof *cost);
+    if (!cost)
+        return sresid__fail(SRESID_ERR_NOMEM, "sresid_amp_create: out of memory");
+    for (size_t i = 0; i < n; i++) { /* an SVD costs about m n min(m, n) */
+        const sresid__amp_tensor *a = jobs[i].t;
+        uint64_t k = (uint64_t)(a->rows < a->cols ? a->rows : a->cols);
+        cost[i] = (uint64_t)a->rows * (uint64_t)a->cols * k;
     }
-    for (size_t i = 0; i < started; i++)
-        pthread_join(tid[i], NULL);
-    free(tid);
-    for (size_t i = 0; i < n; i++)
-        if (jobs[i].st)
-            return sresid__fail(jobs[i].st, "%s", jobs[i].msg);
-    return SRESID_OK;
+    basis_run b = {base, jobs};
+    sresid__plan p = {.njobs = n, .cost = cost, .run = basis_job_run, .ctx = &b};
+    sresid__plan_threads(&p, threads);
+    sresid_status st = sresid__plan_run(&p);
+    free(cost);
+    return st;
 }
 
 static bool selected(const sresid_model *base, const sresid__tensor *T, uint32_t kinds,
@@ -893,6 +861,51 @@ sresid_status sresid__amp_pair(const sresid_amp *amp, const sresid_model *traine
     return SRESID_OK;
 }
 
+/* One fit job: the projection of tensor i's residual into its segment of
+ * fresh. Each worker has its own two buffers of the largest matrix. */
+typedef struct fit_run {
+    const sresid_amp *amp;
+    const sresid_model *trained;
+    const size_t *tidx;
+    const uint64_t *words;
+    float *fresh;
+    float **buf;    /* 2 per worker, allocated on first use */
+    size_t maxmn;
+} fit_run;
+
+static sresid_status fit_job(void *ctx, size_t i, int worker)
+{
+    static const char fn[] = "sresid_amp_fit";
+    fit_run *u = ctx;
+    const sresid_amp *amp = u->amp;
+    float **buf = u->buf + 2 * worker;
+    for (int k = 0; k < 2; k++)
+        if (!buf[k] && !(buf[k] = falloc(u->maxmn)))
+            return sresid__fail(SRESID_ERR_NOMEM, "%s: out of memory", fn);
+    float *r = buf[0], *w0 = buf[1];
+    const sresid__amp_tensor *a = &amp->t[i];
+    const sresid__tensor *B = &amp->base->tensors[a->index];
+    size_t mn = (size_t)a->rows * (size_t)a->cols;
+    sresid_status st;
+    if ((st = sresid__tensor_to_f32(u->trained, &u->trained->tensors[u->tidx[i]], 0, mn, r)) ||
+        (st = sresid__tensor_to_f32(amp->base, B, 0, mn, w0)))
+        return st;
+    for (size_t e = 0; e < mn; e++)
+        r[e] -= w0[e];
+    if (!sresid__all_finite(r, a->rows, a->cols, a->cols))
+        return sresid__fail(SRESID_ERR_NONFINITE, "%s: the residual of tensor '%s' holds NaN "
+                            "or Inf", fn, B->name);
+    /* the projections land in fresh; the s0 offsets are added after */
+    float *seg = u->fresh + a->offset;
+    const float *s0 = amp->s0 + a->offset;
+    memset(seg, 0, (size_t)a->count * sizeof *seg);
+    if ((st = project_values(amp, a, r, a->cols, u->words, seg, fn)))
+        return st;
+    for (uint64_t q = 0; q < a->count; q++)
+        seg[q] += s0[q];
+    return SRESID_OK;
+}
+
 sresid_status sresid_amp_fit(sresid_amp *amp, const sresid_model *trained, const sresid_mask *mask)
 {
     static const char fn[] = "sresid_amp_fit";
@@ -904,52 +917,41 @@ sresid_status sresid_amp_fit(sresid_amp *amp, const sresid_model *trained, const
         return st;
     /* pair everything first: a mismatch leaves the scores as they are */
     size_t *tidx = malloc(amp->count * sizeof *tidx);
-    if (!tidx)
+    uint64_t *cost = malloc(amp->count * sizeof *cost);
+    if (!tidx || !cost) {
+        free(tidx);
+        free(cost);
         return sresid__fail(SRESID_ERR_NOMEM, "%s: out of memory", fn);
+    }
     if ((st = sresid__amp_pair(amp, trained, fn, tidx))) {
         free(tidx);
+        free(cost);
         return st;
     }
-    size_t maxmn = 0;
+    fit_run u = {.amp = amp, .trained = trained, .tidx = tidx, .words = words};
     for (size_t i = 0; i < amp->count; i++) {
         size_t mn = (size_t)amp->t[i].rows * (size_t)amp->t[i].cols;
-        maxmn = mn > maxmn ? mn : maxmn;
+        u.maxmn = mn > u.maxmn ? mn : u.maxmn;
+        cost[i] = (uint64_t)mn * (uint64_t)amp->t[i].rank; /* the projection's products */
     }
-    float *fresh = falloc((size_t)amp->nscores), *r = falloc(maxmn), *w0 = falloc(maxmn);
-    if (!fresh || !r || !w0) {
+    sresid__plan p = {.njobs = amp->count, .cost = cost, .run = fit_job, .ctx = &u};
+    sresid__plan_threads(&p, sresid_get_threads());
+    u.fresh = falloc((size_t)amp->nscores);
+    u.buf = calloc(2 * (size_t)p.workers, sizeof *u.buf);
+    if (!u.fresh || !u.buf) {
         st = sresid__fail(SRESID_ERR_NOMEM, "%s: out of memory", fn);
-        goto out;
+    } else {
+        memcpy(u.fresh, amp->s0, (size_t)amp->nscores * sizeof *u.fresh);
+        st = sresid__plan_run(&p);
     }
-    memcpy(fresh, amp->s0, (size_t)amp->nscores * sizeof *fresh);
-    for (size_t i = 0; i < amp->count; i++) {
-        const sresid__amp_tensor *a = &amp->t[i];
-        const sresid__tensor *B = &amp->base->tensors[a->index];
-        size_t mn = (size_t)a->rows * (size_t)a->cols;
-        if ((st = sresid__tensor_to_f32(trained, &trained->tensors[tidx[i]], 0, mn, r)) ||
-            (st = sresid__tensor_to_f32(amp->base, B, 0, mn, w0)))
-            goto out;
-        for (size_t e = 0; e < mn; e++)
-            r[e] -= w0[e];
-        if (!sresid__all_finite(r, a->rows, a->cols, a->cols)) {
-            st = sresid__fail(SRESID_ERR_NONFINITE, "%s: the residual of tensor '%s' holds NaN "
-                              "or Inf", fn, B->name);
-            goto out;
-        }
-        /* the projections land in fresh; the s0 offsets are added below */
-        float *seg = fresh + a->offset;
-        const float *s0 = amp->s0 + a->offset;
-        memset(seg, 0, (size_t)a->count * sizeof *seg);
-        if ((st = project_values(amp, a, r, a->cols, words, seg, fn)))
-            goto out;
-        for (uint64_t q = 0; q < a->count; q++)
-            seg[q] += s0[q];
-    }
-    memcpy(amp->scores, fresh, (size_t)amp->nscores * sizeof *fresh);
-out:
-    free(fresh);
-    free(r);
-    free(w0);
+    if (!st) /* every tensor done: only now the scores change */
+        memcpy(amp->scores, u.fresh, (size_t)amp->nscores * sizeof *u.fresh);
+    for (int k = 0; u.buf && k < 2 * p.workers; k++)
+        free(u.buf[k]);
+    free(u.buf);
+    free(u.fresh);
     free(tidx);
+    free(cost);
     return st;
 }
 

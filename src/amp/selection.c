@@ -6,13 +6,13 @@
  * (sresid_mask_top: linear time, ties to the lower index), so selection,
  * drop-and-grow and the share's fractions count and break ties alike. */
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "util/blas.h"
 #include "amp/amp.h"
+#include "util/jobs.h"
 
 #define SELECT_FLAGS SRESID_SELECT_PER_TENSOR
 
@@ -207,13 +207,6 @@ typedef struct share_run {
     double *energy;       /* count */
     double *dsq;          /* count: |D_t|^2 */
     float *d;             /* nscores */
-    sresid_status *status; /* count; per job */
-    char (*err)[512];     /* count; per failed job */
-    /* work queue */
-    pthread_mutex_t mu;
-    size_t next;
-    bool stop;
-    int blas_threads;
 } share_run;
 
 static sresid_status alloc_floats(size_t n, const char *what, float **out)
@@ -300,59 +293,27 @@ out:
     return st;
 }
 
-static void *share_worker(void *arg)
+static sresid_status share_job(void *ctx, size_t t, int worker)
 {
-    share_run *u = arg;
-    sresid__blas_local_threads(u->blas_threads);
-    pthread_mutex_lock(&u->mu);
-    while (!u->stop && u->next < u->amp->count) {
-        size_t t = u->next++;
-        pthread_mutex_unlock(&u->mu);
-        sresid_status st = share_tensor(u, t);
-        pthread_mutex_lock(&u->mu);
-        u->status[t] = st;
-        if (st) {
-            snprintf(u->err[t], sizeof u->err[t], "%s", sresid_last_error());
-            u->stop = true;
-        }
-    }
-    pthread_mutex_unlock(&u->mu);
-    sresid__blas_local_threads(0);
-    return NULL;
+    (void)worker;
+    return share_tensor(ctx, t);
 }
 
-/* Run share_tensor over every tensor on up to sresid_get_threads() threads.
- * Jobs are taken in tensor order and none starts after a failure, so every
- * tensor below a failed one was run: the error reported, the first failing
- * tensor's, does not depend on timing. */
+/* share_tensor over every tensor through the job engine, on up to
+ * sresid_get_threads() threads, the largest products first. */
 static sresid_status share_all(share_run *u)
 {
-    size_t count = u->amp->count;
-    int threads = sresid_get_threads();
-    size_t nw = (size_t)threads < count ? (size_t)threads : count;
-    pthread_t *tid = NULL;
-    if (nw > 1)
-        tid = malloc(nw * sizeof *tid);
-    size_t started = 0;
-    if (tid) {
-        u->blas_threads = threads / (int)nw > 1 ? threads / (int)nw : 1;
-        for (size_t i = 0; i < nw; i++) {
-            if (pthread_create(&tid[i], NULL, share_worker, u) != 0)
-                break;
-            started++;
-        }
-    }
-    if (started == 0) { /* one thread, or none could start: here, BLIS gets all */
-        u->blas_threads = 0;
-        share_worker(u);
-    }
-    for (size_t i = 0; i < started; i++)
-        pthread_join(tid[i], NULL);
-    free(tid);
-    for (size_t t = 0; t < count; t++)
-        if (u->status[t] && u->status[t] != (sresid_status)-1)
-            return sresid__fail(u->status[t], "%s", u->err[t]);
-    return SRESID_OK;
+    const sresid_amp *amp = u->amp;
+    uint64_t *cost = malloc((amp->count ? amp->count : 1) * sizeof *cost);
+    if (!cost)
+        return sresid__fail(SRESID_ERR_NOMEM, "sresid_amp_share: out of memory");
+    for (size_t t = 0; t < amp->count; t++) /* R V dominates: m n r */
+        cost[t] = (uint64_t)amp->t[t].rows * (uint64_t)amp->t[t].cols * (uint64_t)amp->t[t].rank;
+    sresid__plan p = {.njobs = amp->count, .cost = cost, .run = share_job, .ctx = u};
+    sresid__plan_threads(&p, sresid_get_threads());
+    sresid_status st = sresid__plan_run(&p);
+    free(cost);
+    return st;
 }
 
 /* For one fraction: the captured energy of each tensor and in total when the
@@ -417,29 +378,17 @@ sresid_status sresid_amp_share(const sresid_amp *amp, const sresid_model *traine
     double *co = malloc((cells ? cells : 1) * sizeof *co);
     double *sum = malloc(rows * sizeof *sum);
     float *d = malloc((amp->nscores ? amp->nscores : 1) * sizeof *d);
-    sresid_status *status = malloc(amp->count * sizeof *status);
-    char(*err)[512] = malloc(amp->count * sizeof *err);
-    bool mu_ok = false;
-    if (!tidx || !e || !dsq || !cm || !co || !sum || !d || !status || !err) {
+    if (!tidx || !e || !dsq || !cm || !co || !sum || !d) {
         st = sresid__fail(SRESID_ERR_NOMEM, "%s: cannot allocate the D vector (%llu floats)", fn,
                           (unsigned long long)amp->nscores);
         goto out;
     }
     if ((st = sresid__amp_pair(amp, trained, "sresid_amp_share", tidx)))
         goto out;
-    if (pthread_mutex_init(&u.mu, NULL) != 0) {
-        st = sresid__fail(SRESID_ERR_NOMEM, "%s: cannot create a mutex", fn);
-        goto out;
-    }
-    mu_ok = true;
-    for (size_t t = 0; t < amp->count; t++)
-        status[t] = (sresid_status)-1; /* not run */
     u.tidx = tidx;
     u.energy = e;
     u.dsq = dsq;
     u.d = d;
-    u.status = status;
-    u.err = err;
     if ((st = share_all(&u)))
         goto out;
 
@@ -478,8 +427,6 @@ sresid_status sresid_amp_share(const sresid_amp *amp, const sresid_model *traine
         memcpy(captured_oracle, co, cells * sizeof *co);
     st = SRESID_OK;
 out:
-    if (mu_ok)
-        pthread_mutex_destroy(&u.mu);
     free(tidx);
     free(e);
     free(dsq);
@@ -487,7 +434,5 @@ out:
     free(co);
     free(sum);
     free(d);
-    free(status);
-    free(err);
     return st;
 }
