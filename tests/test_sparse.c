@@ -57,6 +57,16 @@ static void pair_free(pairm *p)
     }
 }
 
+static sresid_sparse *make_t(const pairm *p, int32_t rule, double param, sresid_dtype dt,
+                             uint32_t flags, int32_t threads)
+{
+    sresid_sparse_opts o = {.size = sizeof o, .rule = rule, .param = param, .dtype = dt,
+                            .flags = flags, .threads = threads};
+    sresid_sparse *s = NULL;
+    ck_assert_ok(sresid_sparse_create(p->res, &o, &s));
+    return s;
+}
+
 static sresid_sparse *make(const pairm *p, int32_t rule, double param, sresid_dtype dt,
                            uint32_t flags)
 {
@@ -255,9 +265,10 @@ START_TEST(global_top_equals_sort_with_ties)
     qsort(ref, N, sizeof *ref, cmp_ent);
     double fracs[] = {0.05, 0.3337, 0.9};
     for (size_t f = 0; f < 3; f++) {
-        for (int mem = 0; mem < 2; mem++) {
-            sresid_sparse *s = make(&p, SRESID_SPARSE_TOP, fracs[f], 0,
-                                    mem ? SRESID_SPARSE_IN_MEMORY : 0);
+        for (int run = 0; run < 4; run++) { /* streamed or in memory, 1 or 3 threads */
+            int mem = run & 1;
+            sresid_sparse *s = make_t(&p, SRESID_SPARSE_TOP, fracs[f], 0,
+                                      mem ? SRESID_SPARSE_IN_MEMORY : 0, run < 2 ? 1 : 3);
             uint64_t k = (uint64_t)floor(fracs[f] * (double)N + 0.5);
             unsigned char *want = calloc(N, 1);
             size_t off[5] = {0};
@@ -323,6 +334,57 @@ START_TEST(streaming_equals_in_memory)
         ck_assert(files_equal(tu_path("stream.safetensors"), tu_path("memory.safetensors")));
         sresid_sparse_free(a);
         sresid_sparse_free(b);
+    }
+    pair_free(&p);
+}
+END_TEST
+
+/* ---- the thread count changes no byte of the file ---- */
+
+START_TEST(threads_give_the_same_file)
+{
+    const int64_t sizes[5] = {70000, 5, 140001, 0, 3000};
+    pairm p;
+    pair_make(&p, 5, sizes);
+    uint64_t seed = 11;
+    for (size_t i = 0; i < 5; i++)
+        for (int64_t j = 0; j < sizes[i]; j++) {
+            /* BF16-like steps: many exact ties at any threshold */
+            p.b[i][j] = (float)tu_rand_normal(&seed);
+            p.t[i][j] = p.b[i][j] + (float)((int)(tu_rand_normal(&seed) * 8)) / 256.0f;
+        }
+    pair_finish(&p);
+    int32_t rules[5] = {SRESID_SPARSE_TOP, SRESID_SPARSE_TOP_PER_TENSOR, SRESID_SPARSE_THRESHOLD,
+                        SRESID_SPARSE_ENERGY, SRESID_SPARSE_DARE};
+    double params[5] = {0.1, 0.05, 0.02, 0.9, 0.3};
+    for (int r = 0; r < 5; r++) {
+        sresid_sparse *a = make_t(&p, rules[r], params[r], SRESID_DTYPE_BF16, 0, 1);
+        ck_assert_ok(sresid_sparse_save(a, tu_path("t1.safetensors"), NULL));
+        for (int32_t threads = 2; threads <= 4; threads += 2) {
+            sresid_sparse *b = make_t(&p, rules[r], params[r], SRESID_DTYPE_BF16,
+                                      r == 0 ? SRESID_SPARSE_IN_MEMORY : 0, threads);
+            ck_assert_ok(sresid_sparse_save(b, tu_path("tn.safetensors"), NULL));
+            ck_assert(files_equal(tu_path("t1.safetensors"), tu_path("tn.safetensors")));
+            sresid_sparse_info x = {.size = sizeof x}, y = {.size = sizeof y};
+            ck_assert_ok(sresid_sparse_info_get(a, SRESID_ALL, &x));
+            ck_assert_ok(sresid_sparse_info_get(b, SRESID_ALL, &y));
+            ck_assert_uint_eq(x.kept, y.kept);
+            ck_assert(x.error == y.error); /* bit for bit */
+            sresid_sparse_free(b);
+        }
+        sresid_sparse_free(a);
+    }
+    /* a non-finite residual: the first tensor in pairing order is named */
+    p.t[2][5] = NAN;
+    p.t[4][7] = INFINITY;
+    for (int32_t threads = 1; threads <= 4; threads++) {
+        sresid_sparse_opts o = {.size = sizeof o, .rule = SRESID_SPARSE_TOP, .threads = threads};
+        sresid_sparse *s = NULL;
+        ck_assert_status(sresid_sparse_create(p.res, &o, &s), SRESID_ERR_NONFINITE);
+        char want[256];
+        snprintf(want, sizeof want, "sresid_sparse_create: residual of 'layers.2.w' is not "
+                 "finite at position 5 (base %g, trained nan)", (double)p.b[2][5]);
+        ck_assert_str_eq(sresid_last_error(), want);
     }
     pair_free(&p);
 }
@@ -792,6 +854,7 @@ Suite *suite_sparse(void)
     tcase_add_test(tc, counts_of_every_rule);
     tcase_add_test(tc, global_top_equals_sort_with_ties);
     tcase_add_test(tc, streaming_equals_in_memory);
+    tcase_add_test(tc, threads_give_the_same_file);
     tcase_add_test(tc, keep_all_f32_is_bit_exact);
     tcase_add_test(tc, half_values_round_to_nearest_even);
     tcase_add_test(tc, empty_and_zero_kept_round_trip);

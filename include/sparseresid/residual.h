@@ -129,7 +129,7 @@ typedef struct sresid_sparse_opts {
     double param;        /* fraction, threshold, energy share or keep probability; 0 = 0.1
                             (THRESHOLD: required, > 0) */
     uint64_t seed;       /* DARE */
-    int32_t threads;     /* 0..4096; 1.0 works on the calling thread whatever the value */
+    int32_t threads;     /* 0..4096 workers over the tensors; 0 = sresid_get_threads() */
     uint32_t flags;      /* SRESID_SPARSE_* */
 } sresid_sparse_opts;
 

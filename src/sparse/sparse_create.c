@@ -3,20 +3,25 @@
  *
  * Every rule streams the residual block by block (base and trained read as
  * float32, R = trained - base in float32, exactly as sresid_residual_read).
- * The global rules (TOP, ENERGY) run the top-k selection of select.c over
- * the whole stream, in pairing order then flat position: pass 0 and, when
- * the bucket does not settle the query, pass 1 count; a last pass collects.
+ * The global rules (TOP, ENERGY) run the top-k selection of util/topk.c
+ * over the whole stream, in pairing order then flat position: pass 0 and,
+ * when the bucket does not settle the query, pass 1 count (each worker
+ * counts its tensors into its own part; the parts are merged); when the
+ * entries equal to the threshold are only partly kept, a tie pass counts
+ * them per tensor, so that the first ones in stream order are kept; a last
+ * pass collects, tensor by tensor on any worker.
  * With SRESID_SPARSE_IN_MEMORY (or for one tensor of TOP_PER_TENSOR) the
  * residual read by pass 0 is kept and the later passes read it back; the
- * selection sees the same values in the same order, so the result is the
- * same. The in-memory copy is optional: when it cannot be allocated the
- * passes stream instead. */
+ * selection sees the same values, so the result is the same. The in-memory
+ * copy is optional: when it cannot be allocated the passes stream
+ * instead. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
 #include "sparse/sparse.h"
+#include "util/jobs.h"
 #include "util/topk.h"
 
 #define BLOCK 65536 /* elements read per step */
@@ -121,21 +126,43 @@ int32_t sresid__sparse_rule_from_name(const char *name)
     return 0;
 }
 
-/* ---- building ---- */
+/* ---- building ----
+ * Jobs are tensors (pairs), run through the job engine: the counting
+ * passes of the global rules (each worker feeds its own part of the
+ * selection, merged after the pass), the tie pass, and the collection
+ * (describe, then collect). Each job writes only its own tensor's entries
+ * and figures, so the result is the same for any thread count. */
+
+typedef struct worker {
+    float *bb, *tb, *rb;   /* one block each */
+    float *tcache;         /* TOP_PER_TENSOR: the residual of the job's tensor, or NULL */
+    size_t tcache_cap;     /* floats */
+    bool tcached;          /* tcache holds the job's tensor */
+    sresid__sel part;      /* this worker's share of a global counting pass */
+    bool have_part;
+    uint64_t *pos;         /* kept positions of the tensor being collected */
+    unsigned char *val;    /* their stored values */
+    unsigned char *low;    /* their F32 low parts */
+    uint64_t cap;
+} worker;
+
+enum phase { PHASE_COUNT, PHASE_TIES, PHASE_COLLECT };
 
 typedef struct builder {
     const sresid_residual *res;
     const sresid_model *base, *trained;
     const sresid_sparse_opts *o;
-    float *bb, *tb, *rb;   /* one block each */
-    float *cache;          /* residual of tensors [lo, hi), or NULL */
+    sresid_sparse *sp;
+    worker *w;
+    int nw;
+    enum phase phase;
+    float *cache;          /* IN_MEMORY: residual of every tensor, or NULL */
     uint64_t *coff;        /* offsets into cache */
-    size_t lo, hi;
-    bool cached;           /* the cache holds its range */
-    uint64_t *pos;         /* kept positions of the tensor being collected */
-    unsigned char *val;    /* their stored values */
-    unsigned char *low;    /* their F32 low parts */
-    uint64_t cap;
+    bool cached;           /* the cache is filled */
+    float threshold;       /* settled global selection (PHASE_TIES, PHASE_COLLECT) */
+    uint64_t *equal;       /* PHASE_TIES: entries at the threshold, per tensor */
+    uint64_t *equal_left;  /* PHASE_COLLECT: how many of them each tensor keeps */
+    double (*sums)[3];     /* per tensor: see collect */
 } builder;
 
 static const sresid__tensor *pair_tensor(const builder *bd, size_t i, bool trained)
@@ -145,24 +172,17 @@ static const sresid__tensor *pair_tensor(const builder *bd, size_t i, bool train
     return trained ? &bd->trained->tensors[ti] : &bd->base->tensors[bi];
 }
 
-/* Try to keep the residual of tensors [lo, hi) in memory; silently stream
+/* Try to keep the residual of every tensor in memory; silently stream
  * when it does not fit. */
-static void cache_range(builder *bd, size_t lo, size_t hi)
+static void cache_all(builder *bd, size_t n)
 {
-    free(bd->cache);
-    free(bd->coff);
-    bd->cache = NULL;
-    bd->coff = NULL;
-    bd->cached = false;
-    bd->lo = lo;
-    bd->hi = hi;
     uint64_t total = 0;
-    for (size_t i = lo; i < hi; i++)
+    for (size_t i = 0; i < n; i++)
         if (!sresid__add_u64(total, (uint64_t)pair_tensor(bd, i, false)->numel, &total))
             return;
     if (total == 0 || total > SIZE_MAX / sizeof(float))
         return;
-    bd->coff = malloc((hi - lo + 1) * sizeof *bd->coff);
+    bd->coff = malloc((n + 1) * sizeof *bd->coff);
     /* huge pages where the system allows: first touching a large buffer in
      * 4 KiB pages costs more than the reads it saves */
     size_t bytes = ((size_t)total * sizeof(float) + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
@@ -177,68 +197,92 @@ static void cache_range(builder *bd, size_t lo, size_t hi)
         return;
     }
     bd->coff[0] = 0;
-    for (size_t i = lo; i < hi; i++)
-        bd->coff[i - lo + 1] = bd->coff[i - lo] + (uint64_t)pair_tensor(bd, i, false)->numel;
+    for (size_t i = 0; i < n; i++)
+        bd->coff[i + 1] = bd->coff[i] + (uint64_t)pair_tensor(bd, i, false)->numel;
+}
+
+/* Try to keep tensor i's residual in the worker's own cache (TOP_PER_TENSOR). */
+static void cache_one(const builder *bd, worker *w, size_t i)
+{
+    size_t n = (size_t)pair_tensor(bd, i, false)->numel;
+    w->tcached = false;
+    if (n > w->tcache_cap) {
+        free(w->tcache);
+        w->tcache = n <= SIZE_MAX / sizeof(float) ? malloc(n * sizeof(float)) : NULL;
+        w->tcache_cap = w->tcache ? n : 0;
+    }
 }
 
 /* The residual of elements [off, off + len) of pair i (len <= BLOCK) in *r.
- * need_bt: bd->bb and bd->tb must hold base and trained too. */
-static sresid_status get_block(builder *bd, size_t i, uint64_t off, size_t len, bool need_bt,
-                               const float **r)
+ * need_bt: w->bb and w->tb must hold base and trained too. */
+static sresid_status get_block(const builder *bd, worker *w, size_t i, uint64_t off, size_t len,
+                               bool need_bt, const float **r)
 {
-    bool in_cache = bd->cache && i >= bd->lo && i < bd->hi;
-    if (in_cache && bd->cached && !need_bt) {
-        *r = bd->cache + bd->coff[i - bd->lo] + off;
+    float *cache = NULL;
+    bool filled = false;
+    if (bd->cache) {
+        cache = bd->cache + bd->coff[i];
+        filled = bd->cached;
+    } else if (w->tcache && w->tcache_cap >= (size_t)pair_tensor(bd, i, false)->numel &&
+               bd->o->rule == SRESID_SPARSE_TOP_PER_TENSOR) {
+        cache = w->tcache;
+        filled = w->tcached;
+    }
+    if (cache && filled && !need_bt) {
+        *r = cache + off;
         return SRESID_OK;
     }
     const sresid__tensor *b = pair_tensor(bd, i, false), *t = pair_tensor(bd, i, true);
     sresid_status st;
-    if ((st = sresid__tensor_to_f32(bd->base, b, (size_t)off, len, bd->bb)) ||
-        (st = sresid__tensor_to_f32(bd->trained, t, (size_t)off, len, bd->tb)))
+    if ((st = sresid__tensor_to_f32(bd->base, b, (size_t)off, len, w->bb)) ||
+        (st = sresid__tensor_to_f32(bd->trained, t, (size_t)off, len, w->tb)))
         return st;
     for (size_t j = 0; j < len; j++) {
-        float x = bd->tb[j] - bd->bb[j];
+        float x = w->tb[j] - w->bb[j];
         if (!isfinite(x))
             return sresid__fail(SRESID_ERR_NONFINITE,
                                 "sresid_sparse_create: residual of '%s' is not finite at "
                                 "position %llu (base %g, trained %g)",
-                                b->name, (unsigned long long)(off + j), (double)bd->bb[j],
-                                (double)bd->tb[j]);
-        bd->rb[j] = x;
+                                b->name, (unsigned long long)(off + j), (double)w->bb[j],
+                                (double)w->tb[j]);
+        w->rb[j] = x;
     }
-    if (in_cache && !bd->cached)
-        memcpy(bd->cache + bd->coff[i - bd->lo] + off, bd->rb, len * sizeof(float));
-    *r = bd->rb;
+    if (cache && !filled)
+        memcpy(cache + off, w->rb, len * sizeof(float));
+    *r = w->rb;
     return SRESID_OK;
 }
 
-/* One counting pass of the selection over pairs [lo, hi). */
-static sresid_status feed(builder *bd, sresid__sel *sel, size_t lo, size_t hi)
+/* One counting pass of a selection over pair i. */
+static sresid_status feed(const builder *bd, worker *w, sresid__sel *sel, size_t i)
 {
-    for (size_t i = lo; i < hi; i++) {
-        uint64_t n = (uint64_t)pair_tensor(bd, i, false)->numel;
-        for (uint64_t off = 0; off < n; off += BLOCK) {
-            size_t len = n - off < BLOCK ? (size_t)(n - off) : BLOCK;
-            const float *r;
-            sresid_status st = get_block(bd, i, off, len, false, &r);
-            if (st)
-                return st;
-            sresid__sel_feed(sel, r, len);
-        }
+    uint64_t n = (uint64_t)pair_tensor(bd, i, false)->numel;
+    for (uint64_t off = 0; off < n; off += BLOCK) {
+        size_t len = n - off < BLOCK ? (size_t)(n - off) : BLOCK;
+        const float *r;
+        sresid_status st = get_block(bd, w, i, off, len, false, &r);
+        if (st)
+            return st;
+        sresid__sel_feed(sel, r, len);
     }
-    if (bd->cache && bd->lo == lo && bd->hi == hi)
-        bd->cached = true;
-    sresid__sel_next(sel);
     return SRESID_OK;
 }
 
-/* Run the selection's counting passes over pairs [lo, hi). */
-static sresid_status settle(builder *bd, sresid__sel *sel, size_t lo, size_t hi)
+/* The tie pass: how many entries of pair i lie exactly at the threshold. */
+static sresid_status count_equal(const builder *bd, worker *w, size_t i)
 {
-    sresid_status st = feed(bd, sel, lo, hi);
-    if (!st && sel->pass == 1)
-        st = feed(bd, sel, lo, hi);
-    return st;
+    uint64_t n = (uint64_t)pair_tensor(bd, i, false)->numel, c = 0;
+    for (uint64_t off = 0; off < n; off += BLOCK) {
+        size_t len = n - off < BLOCK ? (size_t)(n - off) : BLOCK;
+        const float *r;
+        sresid_status st = get_block(bd, w, i, off, len, false, &r);
+        if (st)
+            return st;
+        for (size_t j = 0; j < len; j++)
+            c += fabsf(r[j]) == bd->threshold;
+    }
+    bd->equal[i] = c;
+    return SRESID_OK;
 }
 
 /* Low part of an F32 value. r = trained - base rounded to float32 misses
@@ -263,35 +307,35 @@ static bool low_part(float b, float t, float r, float *lo)
 
 enum keep_kind { KEEP_SEL, KEEP_THRESHOLD, KEEP_DARE };
 
-static bool grow(builder *bd, uint64_t need, size_t vsize)
+static bool grow(worker *w, uint64_t need, size_t vsize)
 {
-    if (need <= bd->cap)
+    if (need <= w->cap)
         return true;
-    uint64_t cap = bd->cap ? bd->cap : 1024;
+    uint64_t cap = w->cap ? w->cap : 1024;
     while (cap < need)
         cap *= 2;
     if (cap > SIZE_MAX / 8)
         return false;
-    uint64_t *p = realloc(bd->pos, (size_t)cap * sizeof *p);
+    uint64_t *p = realloc(w->pos, (size_t)cap * sizeof *p);
     if (p)
-        bd->pos = p;
-    unsigned char *v = p ? realloc(bd->val, (size_t)cap * vsize) : NULL;
+        w->pos = p;
+    unsigned char *v = p ? realloc(w->val, (size_t)cap * vsize) : NULL;
     if (v)
-        bd->val = v;
-    unsigned char *l = v ? realloc(bd->low, (size_t)cap * 4) : NULL;
+        w->val = v;
+    unsigned char *l = v ? realloc(w->low, (size_t)cap * 4) : NULL;
     if (l)
-        bd->low = l;
+        w->low = l;
     if (!p || !v || !l)
         return false;
-    bd->cap = cap;
+    w->cap = cap;
     return true;
 }
 
 /* Collect the kept entries of pair i into out, with its error figures:
  * sums[0] = sum R^2, sums[1] = sum R^2 at kept positions, sums[2] =
  * sum (R - stored)^2. */
-static sresid_status collect(builder *bd, size_t i, enum keep_kind how, sresid__sel_cursor *cur,
-                             sresid__sp_tensor *out, double sums[3])
+static sresid_status collect(const builder *bd, worker *w, size_t i, enum keep_kind how,
+                             sresid__sel_cursor *cur, sresid__sp_tensor *out, double sums[3])
 {
     const sresid_sparse_opts *o = bd->o;
     const sresid__tensor *bt = pair_tensor(bd, i, false);
@@ -311,7 +355,7 @@ static sresid_status collect(builder *bd, size_t i, enum keep_kind how, sresid__
     for (uint64_t off = 0; off < n; off += BLOCK) {
         size_t len = n - off < BLOCK ? (size_t)(n - off) : BLOCK;
         const float *r;
-        sresid_status st = get_block(bd, i, off, len, need_bt, &r);
+        sresid_status st = get_block(bd, w, i, off, len, need_bt, &r);
         if (st)
             return st;
         for (size_t j = 0; j < len; j++) {
@@ -332,11 +376,11 @@ static sresid_status collect(builder *bd, size_t i, enum keep_kind how, sresid__
                 err += x2;
                 continue;
             }
-            if (!grow(bd, kept + 1, vsize))
+            if (!grow(w, kept + 1, vsize))
                 return sresid__fail(SRESID_ERR_NOMEM,
                                     "sresid_sparse_create: out of memory for the entries of '%s'",
                                     bt->name);
-            unsigned char *dst = bd->val + kept * vsize;
+            unsigned char *dst = w->val + kept * vsize;
             float stored = v;
             if (o->dtype == SRESID_DTYPE_F32) {
                 uint32_t u;
@@ -359,17 +403,17 @@ static sresid_status collect(builder *bd, size_t i, enum keep_kind how, sresid__
                                     sresid_dtype_name(o->dtype));
             if (need_bt) {
                 float lo;
-                any_lo |= low_part(bd->bb[j], bd->tb[j], x, &lo);
-                memcpy(bd->low + kept * 4, &lo, 4); /* host order, fixed below */
+                any_lo |= low_part(w->bb[j], w->tb[j], x, &lo);
+                memcpy(w->low + kept * 4, &lo, 4); /* host order, fixed below */
             }
-            bd->pos[kept++] = off + j;
+            w->pos[kept++] = off + j;
             ke += x2;
             double d = (double)x - (double)stored;
             err += d * d;
         }
     }
     out->kept = kept;
-    out->index_dtype = sresid__sparse_index_dtype(bd->pos, kept);
+    out->index_dtype = sresid__sparse_index_dtype(w->pos, kept);
     size_t isize = sresid_dtype_size(out->index_dtype);
     if (kept) {
         out->idx = malloc((size_t)kept * isize);
@@ -378,8 +422,8 @@ static sresid_status collect(builder *bd, size_t i, enum keep_kind how, sresid__
             return sresid__fail(SRESID_ERR_NOMEM,
                                 "sresid_sparse_create: out of memory for the entries of '%s'",
                                 bt->name);
-        sresid__sparse_encode(bd->pos, kept, out->index_dtype, out->idx);
-        memcpy(out->val, bd->val, (size_t)kept * vsize);
+        sresid__sparse_encode(w->pos, kept, out->index_dtype, out->idx);
+        memcpy(out->val, w->val, (size_t)kept * vsize);
         if (any_lo) {
             if (!(out->lo = malloc((size_t)kept * 4)))
                 return sresid__fail(SRESID_ERR_NOMEM,
@@ -387,7 +431,7 @@ static sresid_status collect(builder *bd, size_t i, enum keep_kind how, sresid__
                                     bt->name);
             for (uint64_t q = 0; q < kept; q++) {
                 uint32_t u;
-                memcpy(&u, bd->low + q * 4, 4);
+                memcpy(&u, w->low + q * 4, 4);
                 for (int b = 0; b < 4; b++)
                     out->lo[4 * q + b] = (unsigned char)(u >> (8 * b));
             }
@@ -403,7 +447,7 @@ static sresid_status collect(builder *bd, size_t i, enum keep_kind how, sresid__
 }
 
 /* Name, shape, dtype and base hash of pair i. */
-static sresid_status describe(builder *bd, size_t i, sresid__sp_tensor *t)
+static sresid_status describe(const builder *bd, size_t i, sresid__sp_tensor *t)
 {
     size_t bi, ti;
     sresid_residual_pair(bd->res, i, &bi, &ti);
@@ -467,62 +511,163 @@ static sresid_status check_opts(const sresid_sparse_opts *opts, sresid_sparse_op
     return SRESID_OK;
 }
 
-static sresid_status build(builder *bd, sresid_sparse *sp)
+static enum keep_kind keep_kind_of(int32_t rule)
+{
+    return rule == SRESID_SPARSE_THRESHOLD ? KEEP_THRESHOLD
+           : rule == SRESID_SPARSE_DARE    ? KEEP_DARE
+                                           : KEEP_SEL;
+}
+
+/* TOP_PER_TENSOR: tensor i's own selection, settled in its worker (with the
+ * tensor kept in memory when it fits), then its cursor. */
+static sresid_status settle_one(const builder *bd, worker *w, size_t i, sresid__sel_cursor *cur)
+{
+    uint64_t n = (uint64_t)pair_tensor(bd, i, false)->numel;
+    sresid__sel sel;
+    sresid_status st = sresid__sel_init(&sel, sresid__fraction_count(bd->o->param, n));
+    if (st)
+        return st;
+    cache_one(bd, w, i);
+    st = feed(bd, w, &sel, i);
+    w->tcached = w->tcache != NULL;
+    sresid__sel_next(&sel);
+    if (!st && sel.pass == 1) {
+        st = feed(bd, w, &sel, i);
+        sresid__sel_next(&sel);
+    }
+    *cur = (sresid__sel_cursor){sel.threshold, sel.take_equal};
+    sresid__sel_free(&sel);
+    return st;
+}
+
+static sresid_status job(void *ctx, size_t i, int wi)
+{
+    builder *bd = ctx;
+    worker *w = &bd->w[wi];
+    if (bd->phase == PHASE_COUNT)
+        return feed(bd, w, &w->part, i);
+    if (bd->phase == PHASE_TIES)
+        return count_equal(bd, w, i);
+    sresid__sp_tensor *t = &bd->sp->t[i];
+    sresid_status st = describe(bd, i, t);
+    sresid__sel_cursor cur = {bd->threshold, bd->equal_left ? bd->equal_left[i] : 0};
+    if (!st && bd->o->rule == SRESID_SPARSE_TOP_PER_TENSOR)
+        st = settle_one(bd, w, i, &cur);
+    if (!st)
+        st = collect(bd, w, i, keep_kind_of(bd->o->rule), &cur, t, bd->sums[i]);
+    return st;
+}
+
+static sresid_status run_phase(builder *bd, enum phase phase, const uint64_t *cost)
+{
+    bd->phase = phase;
+    sresid__plan p = {.njobs = bd->sp->count, .cost = cost, .workers = bd->nw,
+                      .blas_threads = 1, .run = job, .ctx = bd};
+    return sresid__plan_run(&p);
+}
+
+/* TOP and ENERGY: the counting passes, each worker feeding its own part of
+ * the selection; then, when entries equal to the threshold are only partly
+ * kept, the tie pass gives each tensor its share of them in stream order. */
+static sresid_status settle_global(builder *bd, const uint64_t *cost)
 {
     const sresid_sparse_opts *o = bd->o;
-    const size_t n = sp->count;
-    const int32_t rule = o->rule;
+    const size_t n = bd->sp->count;
+    if (o->flags & SRESID_SPARSE_IN_MEMORY)
+        cache_all(bd, n);
+    uint64_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += (uint64_t)pair_tensor(bd, i, false)->numel;
     sresid__sel sel;
-    bool have_sel = false;
-    sresid_status st = SRESID_OK;
-    double tot[3] = {0, 0, 0};
+    sresid_status st = o->rule == SRESID_SPARSE_TOP
+                           ? sresid__sel_init(&sel, sresid__fraction_count(o->param, total))
+                           : sresid__sel_init_energy(&sel, o->param);
+    if (st)
+        return st;
+    for (int k = 0; k < bd->nw && !st; k++)
+        if (!(st = sresid__sel_fork(&sel, &bd->w[k].part)))
+            bd->w[k].have_part = true;
+    while (!st && sel.pass < 2) {
+        if ((st = run_phase(bd, PHASE_COUNT, cost)))
+            break;
+        bd->cached = bd->cache != NULL;
+        for (int k = 0; k < bd->nw; k++)
+            sresid__sel_merge(&sel, &bd->w[k].part);
+        sresid__sel_next(&sel);
+        for (int k = 0; k < bd->nw; k++)
+            sresid__sel_follow(&bd->w[k].part, &sel);
+    }
+    bd->threshold = sel.threshold;
+    uint64_t take = sel.take_equal;
+    bool ties = !st && sel.take_equal < sel.equal;
+    sresid__sel_free(&sel);
+    if (st)
+        return st;
+    bd->equal_left = calloc(n ? n : 1, sizeof *bd->equal_left);
+    bd->equal = ties ? calloc(n ? n : 1, sizeof *bd->equal) : NULL;
+    if (!bd->equal_left || (ties && !bd->equal))
+        return sresid__fail(SRESID_ERR_NOMEM, "sresid_sparse_create: out of memory");
+    if (ties && (st = run_phase(bd, PHASE_TIES, cost)))
+        return st;
+    for (size_t i = 0; i < n; i++) { /* the first `take` in stream order */
+        uint64_t e = ties ? bd->equal[i] : UINT64_MAX;
+        bd->equal_left[i] = ties ? (e < take ? e : take) : UINT64_MAX;
+        take -= ties ? bd->equal_left[i] : 0;
+    }
+    return SRESID_OK;
+}
 
-    if (rule == SRESID_SPARSE_TOP || rule == SRESID_SPARSE_ENERGY) {
-        if (o->flags & SRESID_SPARSE_IN_MEMORY)
-            cache_range(bd, 0, n);
-        uint64_t total = 0;
-        for (size_t i = 0; i < n; i++)
-            total += (uint64_t)pair_tensor(bd, i, false)->numel;
-        st = rule == SRESID_SPARSE_TOP ? sresid__sel_init(&sel, sresid__fraction_count(o->param, total))
-                                       : sresid__sel_init_energy(&sel, o->param);
-        if (st)
-            return st;
-        have_sel = true;
-        st = settle(bd, &sel, 0, n);
+static sresid_status build(builder *bd)
+{
+    sresid_sparse *sp = bd->sp;
+    const size_t n = sp->count;
+    const int32_t rule = bd->o->rule;
+    uint64_t *cost = malloc((n ? n : 1) * sizeof *cost);
+    bd->sums = malloc((n ? n : 1) * sizeof *bd->sums);
+    if (!cost || !bd->sums) {
+        free(cost);
+        return sresid__fail(SRESID_ERR_NOMEM, "sresid_sparse_create: out of memory");
     }
-    sresid__sel_cursor cur = {0};
-    if (!st && have_sel)
-        cur = (sresid__sel_cursor){sel.threshold, sel.take_equal};
-    for (size_t i = 0; i < n && !st; i++) {
-        sresid__sp_tensor *t = &sp->t[i];
-        if ((st = describe(bd, i, t)))
-            break;
-        enum keep_kind how = rule == SRESID_SPARSE_THRESHOLD ? KEEP_THRESHOLD
-                             : rule == SRESID_SPARSE_DARE    ? KEEP_DARE
-                                                             : KEEP_SEL;
-        if (rule == SRESID_SPARSE_TOP_PER_TENSOR) {
-            /* one tensor kept in memory (when it fits) for its passes */
-            cache_range(bd, i, i + 1);
-            if ((st = sresid__sel_init(&sel, sresid__fraction_count(o->param, (uint64_t)t->numel))))
-                break;
-            st = settle(bd, &sel, i, i + 1);
-            cur = (sresid__sel_cursor){sel.threshold, sel.take_equal};
-            sresid__sel_free(&sel);
-            if (st)
-                break;
-        }
-        double sums[3];
-        if ((st = collect(bd, i, how, &cur, t, sums)))
-            break;
+    for (size_t i = 0; i < n; i++)
+        cost[i] = (uint64_t)pair_tensor(bd, i, false)->numel;
+    sresid_status st = SRESID_OK;
+    if (rule == SRESID_SPARSE_TOP || rule == SRESID_SPARSE_ENERGY)
+        st = settle_global(bd, cost);
+    if (!st)
+        st = run_phase(bd, PHASE_COLLECT, cost);
+    free(cost);
+    if (st)
+        return st;
+    double tot[3] = {0, 0, 0};
+    for (size_t i = 0; i < n; i++) /* in tensor order: the same sums for any thread count */
         for (int q = 0; q < 3; q++)
-            tot[q] += sums[q];
-    }
-    if (have_sel)
-        sresid__sel_free(&sel);
+            tot[q] += bd->sums[i][q];
     sp->energy = tot[0];
     sp->kept_energy = tot[0] > 0 ? tot[1] / tot[0] : NAN;
     sp->error = tot[0] > 0 ? sqrt(tot[2]) / sqrt(tot[0]) : NAN;
-    return st;
+    return SRESID_OK;
+}
+
+static void builder_free(builder *bd)
+{
+    for (int k = 0; bd->w && k < bd->nw; k++) {
+        worker *w = &bd->w[k];
+        free(w->bb);
+        free(w->tb);
+        free(w->rb);
+        free(w->tcache);
+        if (w->have_part)
+            sresid__sel_free(&w->part);
+        free(w->pos);
+        free(w->val);
+        free(w->low);
+    }
+    free(bd->w);
+    free(bd->cache);
+    free(bd->coff);
+    free(bd->equal);
+    free(bd->equal_left);
+    free(bd->sums);
 }
 
 sresid_status sresid_sparse_create(const sresid_residual *residual, const sresid_sparse_opts *opts,
@@ -534,10 +679,10 @@ sresid_status sresid_sparse_create(const sresid_residual *residual, const sresid
     sresid_status st = check_opts(opts, &o);
     if (st)
         return st;
+    size_t n = sresid_residual_count(residual);
     sresid_sparse *sp = calloc(1, sizeof *sp);
     builder bd = {.res = residual, .base = sresid__residual_base(residual),
-                  .trained = sresid__residual_trained(residual), .o = &o};
-    size_t n = sresid_residual_count(residual);
+                  .trained = sresid__residual_trained(residual), .o = &o, .sp = sp};
     if (sp) {
         sp->rule = o.rule;
         sp->value_dtype = o.dtype;
@@ -546,21 +691,20 @@ sresid_status sresid_sparse_create(const sresid_residual *residual, const sresid
         sp->count = n;
         sp->t = calloc(n ? n : 1, sizeof *sp->t);
     }
-    bd.bb = malloc(BLOCK * sizeof(float));
-    bd.tb = malloc(BLOCK * sizeof(float));
-    bd.rb = malloc(BLOCK * sizeof(float));
-    if (!sp || !sp->t || !bd.bb || !bd.tb || !bd.rb)
-        st = sresid__fail(SRESID_ERR_NOMEM, "sresid_sparse_create: out of memory");
-    else
-        st = build(&bd, sp);
-    free(bd.bb);
-    free(bd.tb);
-    free(bd.rb);
-    free(bd.cache);
-    free(bd.coff);
-    free(bd.pos);
-    free(bd.val);
-    free(bd.low);
+    /* no BLAS here: every thread is a worker */
+    int32_t threads = o.threads ? o.threads : sresid_get_threads();
+    bd.nw = (size_t)threads < n ? threads : n ? (int)n : 1;
+    bd.w = calloc((size_t)bd.nw, sizeof *bd.w);
+    bool ok = sp && sp->t && bd.w;
+    for (int k = 0; ok && k < bd.nw; k++) {
+        worker *w = &bd.w[k];
+        w->bb = malloc(BLOCK * sizeof(float));
+        w->tb = malloc(BLOCK * sizeof(float));
+        w->rb = malloc(BLOCK * sizeof(float));
+        ok = w->bb && w->tb && w->rb;
+    }
+    st = ok ? build(&bd) : sresid__fail(SRESID_ERR_NOMEM, "sresid_sparse_create: out of memory");
+    builder_free(&bd);
     if (st) {
         sresid__sparse_destroy(sp);
         return st;

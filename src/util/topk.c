@@ -14,7 +14,9 @@
  * alone: threshold = +Inf, which nothing finite reaches.
  *
  * Energy queries: the smallest k whose k largest squares sum (in double) to
- * at least share * total. Share 0 needs nothing; share 1 needs every
+ * at least share * total. Pass 0 sums the squares of each bucket exactly
+ * (integers of 128 bits), so that a stream split into parts gives the same
+ * sums; the walk then adds the buckets in double. Share 0 needs nothing; share 1 needs every
  * non-zero entry (rounding may not spoil that one); zeros are never needed.
  * Within a run of c equal values p the running sum grows by p^2 a value. */
 #include <math.h>
@@ -47,9 +49,11 @@ static sresid_status init(sresid__sel *s, uint64_t k, double share)
     s->k = k;
     s->energy = share;
     s->count = calloc(NHI, sizeof *s->count);
-    if (share >= 0)
+    if (share >= 0) {
         s->esum = calloc(NHI, sizeof *s->esum);
-    if (!s->count || (share >= 0 && !s->esum)) {
+        s->exact = calloc(NHI, sizeof *s->exact);
+    }
+    if (!s->count || (share >= 0 && (!s->esum || !s->exact))) {
         sresid__sel_free(s);
         return sresid__fail(SRESID_ERR_NOMEM, "top-k selection: no memory for %u buckets",
                             NHI);
@@ -79,8 +83,45 @@ void sresid__sel_free(sresid__sel *s)
         return;
     free(s->count);
     free(s->esum);
+    free(s->exact);
     s->count = NULL;
     s->esum = NULL;
+    s->exact = NULL;
+}
+
+sresid_status sresid__sel_fork(const sresid__sel *s, sresid__sel *part)
+{
+    sresid_status st = init(part, s->k, s->esum ? s->energy : -1.0);
+    if (st)
+        return st;
+    part->pass = s->pass;
+    part->hi = s->hi;
+    return SRESID_OK;
+}
+
+void sresid__sel_merge(sresid__sel *s, sresid__sel *part)
+{
+    uint32_t nb = s->pass == 0 ? NHI : NLO;
+    for (uint32_t b = 0; b < nb; b++)
+        s->count[b] += part->count[b];
+    if (s->pass == 0) {
+        if (s->exact && part->exact)
+            for (uint32_t b = 0; b < NHI; b++)
+                s->exact[b] += part->exact[b];
+        s->total += part->total;
+        s->zeros += part->zeros;
+    }
+    /* ready for the next pass of the same query */
+    memset(part->count, 0, NHI * sizeof *part->count);
+    part->total = part->zeros = 0;
+    if (part->exact)
+        memset(part->exact, 0, NHI * sizeof *part->exact);
+}
+
+void sresid__sel_follow(sresid__sel *part, const sresid__sel *s)
+{
+    part->pass = s->pass;
+    part->hi = s->hi;
 }
 
 void sresid__sel_feed(sresid__sel *s, const float *x, size_t n)
@@ -88,13 +129,16 @@ void sresid__sel_feed(sresid__sel *s, const float *x, size_t n)
     uint64_t *count = s->count;
     if (s->pass == 0) {
         uint64_t zeros = 0;
-        if (s->esum) {
-            double *esum = s->esum;
+        if (s->exact) {
+            /* x^2 = M^2 2^(2 E' - 300), with M the 24-bit significand and
+             * E' = max(E, 1) fixed within a bucket: sums of M^2 are exact
+             * in 128 bits, whatever the order or split of the stream */
+            unsigned __int128 *exact = s->exact;
             for (size_t i = 0; i < n; i++) {
                 uint32_t b = abs_bits(x[i]);
-                double a = from_bits(b);
+                uint64_t m = (b & 0x7FFFFFu) | (b >> 23 ? 0x800000u : 0);
                 count[b >> 15]++;
-                esum[b >> 15] += a * a;
+                exact[b >> 15] += m * m;
                 zeros += b == 0;
             }
         } else {
@@ -122,6 +166,7 @@ static void settle_none(sresid__sel *s)
     s->k = 0;
     s->threshold = INFINITY;
     s->take_equal = 0;
+    s->equal = 0;
     s->above = 0;
     s->above_energy = 0;
     s->pass = 2;
@@ -152,6 +197,10 @@ static void locate_count(sresid__sel *s)
 static void end_pass0(sresid__sel *s)
 {
     if (s->esum) {
+        for (uint32_t b = 0; b < NHI; b++) {
+            int e = (int)(b >> 8); /* the exponent field: bits 30..23 of |x| */
+            s->esum[b] = ldexp((double)s->exact[b], 2 * (e ? e : 1) - 300);
+        }
         /* largest first, so that the walk below adds in the same order */
         double e = 0;
         for (uint32_t b = NHI; b-- > 0;)
@@ -225,6 +274,7 @@ static void end_pass1(sresid__sel *s)
         if (s->energy < 0) {
             if (k0 + c >= s->k) {
                 s->threshold = p;
+                s->equal = c;
                 s->take_equal = s->k - k0;
                 s->above = k0;
                 s->above_energy = acc;
@@ -245,6 +295,7 @@ static void end_pass1(sresid__sel *s)
                     mi++;
                 s->k = k0 + mi;
                 s->threshold = p;
+                s->equal = c;
                 s->take_equal = mi;
                 s->above = k0;
                 s->above_energy = acc;
@@ -265,6 +316,7 @@ static void end_pass1(sresid__sel *s)
          * rounding: every non-zero value of the bucket is needed */
         s->k = last_k0 + last_count;
         s->threshold = from_bits(last);
+        s->equal = last_count;
         s->take_equal = last_count;
         s->above = last_k0;
         s->above_energy = last_acc;
