@@ -47,6 +47,8 @@ static void usage(FILE *f)
             "                       tensor listing only, positions are flat either way\n"
             "  --in-memory          keep the residual in memory between passes (4 bytes an\n"
             "                       entry): fewer reads of the checkpoints, same delta\n"
+            "  --threads N          worker threads over the tensors (default:\n"
+            "                       SRESID_NUM_THREADS, else all CPUs); same delta\n"
             "  --tensors            print one line per tensor\n"
             "  --no-clobber         fail if the output exists\n"
             "  --verbose            BLIS kernels and timing on stderr\n"
@@ -61,7 +63,7 @@ typedef struct args {
     const char *pos[2];
     int npos;
     const char *out, *json;
-    int32_t rule, dtype, layout;
+    int32_t rule, dtype, layout, threads;
     double param;
     uint64_t seed;
     int skip_mismatched, in_memory, rounded, tensors, no_clobber, verbose;
@@ -119,6 +121,10 @@ static void parse_args(int argc, char **argv, args *a)
             if (r < 0)
                 bad_usage("--seed wants an integer");
             a->seed = sr_cli_parse_seed(prog, v);
+        } else if ((r = sr_cli_opt_value(argc, argv, &i, "--threads", &v)) != 0) {
+            if (r < 0)
+                bad_usage("--threads wants an integer in [1, 4096]");
+            a->threads = (int32_t)sr_cli_parse_int(prog, "--threads", v, 1, 4096);
         } else if ((r = sr_cli_opt_value(argc, argv, &i, "--json", &v)) != 0) {
             if (r < 0)
                 bad_usage("--json wants a file name or -");
@@ -216,6 +222,7 @@ int main(int argc, char **argv)
                              .dtype = a.dtype,
                              .param = a.param,
                              .seed = a.seed,
+                             .threads = a.threads,
                              .flags = (a.in_memory ? SRESID_SPARSE_IN_MEMORY : 0u) |
                                       (a.rounded ? SRESID_SPARSE_ROUNDED : 0u)};
     sresid_sparse *sp = NULL;
