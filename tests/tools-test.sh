@@ -226,6 +226,37 @@ open(sys.argv[1], "wb").write(struct.pack("<Q", len(hdr)) + hdr + struct.pack("<
     check "non-finite values fail by default (exit 1)" rc_is pnan 1
     check "... with one line naming the tensor" sh -c \
         "[ \$(wc -l <'$TMP/pnan.err') -eq 1 ] && grep -q 'layers.0.mlp.w' '$TMP/pnan.err'"
+    # two tensors with NaN: the same message, naming the first in order,
+    # for any thread count and run (the larger tensor starts first)
+    "$PY" -c '
+import json, struct, sys
+import numpy as np
+rng = np.random.default_rng(5)
+sizes = [(16, 16), (8, 8), (32, 32), (4, 4), (256, 256), (16, 16)]
+base = [rng.standard_normal(s).astype("<f4") for s in sizes]
+trained = [b + np.float32(0.01) * rng.standard_normal(b.shape).astype("<f4") for b in base]
+trained[1][3, 2] = np.nan
+trained[4][100, 7] = np.nan
+for path, arrs in ((sys.argv[1], base), (sys.argv[2], trained)):
+    hdr, off = {}, 0
+    for i, a in enumerate(arrs):
+        hdr["model.layers.%d.mlp.up_proj.weight" % i] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [off, off + a.nbytes]}
+        off += a.nbytes
+    h = json.dumps(hdr).encode()
+    h += b" " * (-len(h) % 8)
+    open(path, "wb").write(struct.pack("<Q", len(h)) + h + b"".join(a.tobytes() for a in arrs))
+' "$TMP/nan2-base.safetensors" "$TMP/nan2-trained.safetensors"
+    runp pnan2 --threads 1 "$TMP/nan2-base.safetensors" "$TMP/nan2-trained.safetensors"
+    check "NaN in two tensors: the first in order is named" sh -c \
+        "[ \$(cat '$TMP/pnan2.rc') -eq 1 ] && grep -q \"tensor 'model.layers.1.mlp.up_proj.weight': 1 non-finite\" '$TMP/pnan2.err'"
+    same=1
+    for rep in 1 2 3; do
+        for th in 1 2 4; do
+            runp pnan2b --threads $th "$TMP/nan2-base.safetensors" "$TMP/nan2-trained.safetensors"
+            cmp -s "$TMP/pnan2.err" "$TMP/pnan2b.err" && rc_is pnan2b 1 || same=0
+        done
+    done
+    check "... byte-identical message for --threads 1, 2, 4, three runs each" [ $same -eq 1 ]
     runp pnanok --allow-nonfinite --json - "$TMP/nan.safetensors"
     check "--allow-nonfinite counts and excludes them" jpy "$TMP/pnanok.out" \
         'd["tensors"][0]["nonfinite"] == 2 and d["tensors"][0]["count"] == 4 and d["groups"]["mlp"]["nonfinite"] == 2 and d["options"]["nonfinite"] == "exclude"'
