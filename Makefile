@@ -1,7 +1,23 @@
 # libsparseresid — build, test, install. Plain GNU make; no other build system.
 
-VERSION      := 1.0.0
-SOMAJOR      := 1
+# The version has one source: SRESID_VERSION_* in common.h. The build stops
+# when the string macro or the newest node of the version script disagree
+# with it (new symbols go in the node of the version that adds them).
+VERSION_H    := include/sparseresid/common.h
+version_part  = $(shell sed -n 's/^\#define SRESID_VERSION_$(1) \([0-9][0-9]*\)$$/\1/p' $(VERSION_H))
+VMAJOR       := $(call version_part,MAJOR)
+VMINOR       := $(call version_part,MINOR)
+VPATCH       := $(call version_part,PATCH)
+VERSION      := $(VMAJOR).$(VMINOR).$(VPATCH)
+SOMAJOR      := $(VMAJOR)
+VSTRING      := $(shell sed -n 's/^\#define SRESID_VERSION_STRING "\(.*\)"$$/\1/p' $(VERSION_H))
+NEWEST_NODE  := $(shell sed -n 's/^\(SPARSERESID_[0-9.]*\) {.*/\1/p' src/libsparseresid.map | tail -n 1)
+ifneq ($(VSTRING),$(VERSION))
+$(error $(VERSION_H): SRESID_VERSION_STRING "$(VSTRING)" is not $(VERSION), the version of its SRESID_VERSION_* macros)
+endif
+ifneq ($(NEWEST_NODE),SPARSERESID_$(VMAJOR).$(VMINOR))
+$(error src/libsparseresid.map: the newest node is '$(NEWEST_NODE)', want SPARSERESID_$(VMAJOR).$(VMINOR) for version $(VERSION) (common.h))
+endif
 PREFIX       ?= /usr/local
 LIBDIR       ?= $(PREFIX)/lib
 INCLUDEDIR   ?= $(PREFIX)/include

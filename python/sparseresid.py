@@ -53,7 +53,8 @@ ERR_OVERFLOW = 14
 ERR_NONFINITE = 15
 ERR_UNSUPPORTED = 16
 
-# common.h: version of the header this binding was written against
+# common.h: version of the header this binding was written against (make
+# check compares them with include/sparseresid/common.h)
 VERSION_MAJOR = 1
 VERSION_MINOR = 0
 VERSION_PATCH = 0
@@ -463,10 +464,11 @@ def _find_library():
     if env:
         return env
     here = os.path.dirname(os.path.abspath(__file__))
-    local = os.path.normpath(os.path.join(here, os.pardir, "lib", "libsparseresid.so.1"))
+    soname = "libsparseresid.so.%d" % VERSION_MAJOR
+    local = os.path.normpath(os.path.join(here, os.pardir, "lib", soname))
     if os.path.exists(local):
         return local
-    return "libsparseresid.so.1"
+    return soname
 
 
 def _load():
@@ -477,23 +479,17 @@ def _load():
         raise ImportError(
             "sparseresid: cannot load %s (%s); build it with `make lib` or set "
             "SPARSERESID_LIB to the library's path" % (path, exc)) from exc
-    missing = set()
     for name, (restype, argtypes) in _PROTOTYPES.items():
         fn = getattr(lib, name, None)
-        if fn is None and name in _PROBE_PROTOTYPES:
-            # An older or partial build: the probe wrappers that need it raise
-            # SparseResidError(ERR_UNSUPPORTED) when called.
-            missing.add(name)
-            continue
         if fn is None:
             raise ImportError("sparseresid: %s lacks %s; rebuild it with `make lib`"
                               % (path, name))
         fn.restype = restype
         fn.argtypes = argtypes
-    return lib, missing
+    return lib
 
 
-_lib, _MISSING = _load()
+_lib = _load()
 # Initialise BLIS now (sresid_blas_arch runs bli_init). BLIS 0.9 aborts the
 # process when BLIS_ARCH_TYPE is set and bli_arch_query_id() is called before
 # bli_init(), which is what threadpoolctl does on every BLIS it finds loaded,
@@ -993,15 +989,9 @@ _PROBE_NAMES = {"pr": PROBE_PR, "participation_ratio": PROBE_PR, "lowfreq": PROB
 
 def has_function(name):
     """True if the loaded library exports the function name (e.g.
-    "sresid_kmeans_fit")."""
-    return name not in _MISSING and hasattr(_lib, name)
-
-
-def _fn(name):
-    if name in _MISSING:
-        raise SparseResidError(ERR_UNSUPPORTED, "the loaded library (%s) lacks %s"
-                               % (library_path, name))
-    return getattr(_lib, name)
+    "sresid_kmeans_fit"). Every function of this binding is there: the
+    import fails otherwise."""
+    return hasattr(_lib, name)
 
 
 class _Mat:
@@ -1074,7 +1064,7 @@ class Moments:
 
     def __init__(self, data=None):
         self._s = _Moments()
-        _check(_fn("sresid_moments_init")(byref(self._s)))
+        _check(_lib.sresid_moments_init(byref(self._s)))
         if data is not None:
             self.add(data)
 
@@ -1082,21 +1072,21 @@ class Moments:
         """Add the values of a float32 array (any C-contiguous array, or a
         2-D row-strided view). Returns self."""
         m = _Mat(x, "x", flat=True)
-        _check(_fn("sresid_moments_add")(byref(self._s), *m.args()))
+        _check(_lib.sresid_moments_add(byref(self._s), *m.args()))
         return self
 
     def merge(self, other):
         """self := self + other. Returns self."""
         if not isinstance(other, Moments):
             raise TypeError("other must be a Moments object")
-        _check(_fn("sresid_moments_merge")(byref(self._s), byref(other._s)))
+        _check(_lib.sresid_moments_merge(byref(self._s), byref(other._s)))
         return self
 
     def stats(self):
         """dict(count, nonfinite, mean, variance, skewness, kurtosis, min, max);
         NaN where undefined (e.g. the kurtosis of a constant)."""
         out = _sized(_MomentStats)
-        _check(_fn("sresid_moments_stats")(byref(self._s), byref(out)))
+        _check(_lib.sresid_moments_stats(byref(self._s), byref(out)))
         return _moment_stats_dict(out)
 
     def state(self):
@@ -1135,7 +1125,7 @@ class Histogram(_Handle):
     def __init__(self, bins, lo, hi):
         self._h = None
         out = c_void_p()
-        _check(_fn("sresid_histogram_create")(int(bins), float(lo), float(hi), byref(out)))
+        _check(_lib.sresid_histogram_create(int(bins), float(lo), float(hi), byref(out)))
         self._h = out
         self.bins, self.lo, self.hi = int(bins), float(lo), float(hi)
 
@@ -1148,30 +1138,30 @@ class Histogram(_Handle):
     def add(self, x):
         """Count the finite values of a float32 array. Returns self."""
         m = _Mat(x, "x", flat=True)
-        _check(_fn("sresid_histogram_add")(self._handle(), *m.args()))
+        _check(_lib.sresid_histogram_add(self._handle(), *m.args()))
         return self
 
     def merge(self, other):
         """self += other (same bins, lo, hi). Returns self."""
         if not isinstance(other, Histogram):
             raise TypeError("other must be a Histogram")
-        _check(_fn("sresid_histogram_merge")(self._handle(), other._handle()))
+        _check(_lib.sresid_histogram_merge(self._handle(), other._handle()))
         return self
 
     def counts(self):
         """Bin counts as a new numpy uint64 array of bins entries."""
         out = np.zeros(self.bins, dtype=np.uint64)
-        _check(_fn("sresid_histogram_counts")(self._handle(), out.ctypes.data, out.size))
+        _check(_lib.sresid_histogram_counts(self._handle(), out.ctypes.data, out.size))
         return out
 
     def outside(self):
         """Finite values seen outside [lo, hi]."""
-        return int(_fn("sresid_histogram_outside")(self._handle()))
+        return int(_lib.sresid_histogram_outside(self._handle()))
 
     def entropy(self):
         """Shannon entropy in bits of the counts (NaN when empty)."""
         out = c_double()
-        _check(_fn("sresid_histogram_entropy")(self._handle(), byref(out)))
+        _check(_lib.sresid_histogram_entropy(self._handle(), byref(out)))
         return out.value
 
     def __repr__(self):
@@ -1186,7 +1176,7 @@ def entropy(x, bins=100, seed=0):
     Returns dict(count, bits, random_bits, ratio)."""
     m = _Mat(x, "x", flat=True)
     out = _sized(_EntropyResult)
-    _check(_fn("sresid_entropy")(*m.args(), int(bins), int(seed), byref(out)))
+    _check(_lib.sresid_entropy(*m.args(), int(bins), int(seed), byref(out)))
     return {"count": int(out.count), "bits": out.bits, "random_bits": out.random_bits,
             "ratio": out.ratio}
 
@@ -1195,7 +1185,7 @@ def entropy_random(count, bins=100, seed=0):
     """Entropy in bits of count standard-normal draws (the library's generator,
     from seed) binned over their own [min, max]; NaN for count < 2."""
     out = c_double()
-    _check(_fn("sresid_entropy_random")(int(count), int(bins), int(seed), byref(out)))
+    _check(_lib.sresid_entropy_random(int(count), int(bins), int(seed), byref(out)))
     return out.value
 
 
@@ -1204,7 +1194,7 @@ def participation_ratio(a):
     over its singular values (from a Gram matrix, no SVD); NaN for zero."""
     m = _Mat(a)
     pr, norm = c_double(), c_double()
-    _check(_fn("sresid_participation_ratio")(*m.args(), byref(pr), byref(norm)))
+    _check(_lib.sresid_participation_ratio(*m.args(), byref(pr), byref(norm)))
     return pr.value, norm.value
 
 
@@ -1218,7 +1208,7 @@ def correlation(x, y):
     if mx.rows > 1 or my.rows > 1:  # only 2-D strided views get here with rows > 1
         raise ValueError("x and y must be C-contiguous")
     out = c_double()
-    _check(_fn("sresid_correlation")(mx.ptr, my.ptr, mx.array.size, byref(out)))
+    _check(_lib.sresid_correlation(mx.ptr, my.ptr, mx.array.size, byref(out)))
     return out.value
 
 
@@ -1229,7 +1219,7 @@ def lowfreq_ratio(a, band=0.125):
     smooth matrices; NaN when constant or the band holds only DC."""
     m = _Mat(a)
     out = c_double()
-    _check(_fn("sresid_lowfreq_ratio")(*m.args(), float(band), byref(out)))
+    _check(_lib.sresid_lowfreq_ratio(*m.args(), float(band), byref(out)))
     return out.value
 
 
@@ -1250,7 +1240,7 @@ def kmeans_fit(a, k, seed=0, max_iter=0):
     centers = np.empty((max(k, 0), m.cols), dtype=np.float32)
     inertia, iters = c_double(), c_int32()
     opts = _kmeans_opts(seed, max_iter)
-    _check(_fn("sresid_kmeans_fit")(*m.args(), k, byref(opts), labels.ctypes.data,
+    _check(_lib.sresid_kmeans_fit(*m.args(), k, byref(opts), labels.ctypes.data,
                                     centers.ctypes.data, byref(inertia), byref(iters)))
     return labels, centers, inertia.value, int(iters.value)
 
@@ -1266,7 +1256,7 @@ def kmeans_explained(a, ks=KMEANS_DEFAULT_KS, seed=0, max_iter=0):
     for r in out:
         r.size = ctypes.sizeof(_KmeansResult)
     opts = _kmeans_opts(seed, max_iter)
-    _check(_fn("sresid_kmeans_explained")(*m.args(), karr.ctypes.data if kl else None, len(kl),
+    _check(_lib.sresid_kmeans_explained(*m.args(), karr.ctypes.data if kl else None, len(kl),
                                           byref(opts), out))
     return [{"k": int(r.k), "iterations": int(r.iterations), "explained": r.explained,
              "explained_random": r.explained_random, "difference": r.difference}
@@ -1280,7 +1270,7 @@ def sparsity(x):
     elements). See SPARSITY_ENERGY_LEVELS and SPARSITY_TOP_SHARES."""
     m = _Mat(x, "x", flat=True)
     out = _sized(_SparsityResult)
-    _check(_fn("sresid_sparsity")(*m.args(), byref(out)))
+    _check(_lib.sresid_sparsity(*m.args(), byref(out)))
     return {"elements_for_energy": tuple(out.elements_for_energy), "hoyer": out.hoyer,
             "energy_in_top": tuple(out.energy_in_top)}
 
@@ -1299,7 +1289,7 @@ def permutation_null(probe, a, param=0.0, draws=20, seed=0):
         code = int(probe)
     m = _Mat(a)
     out = _sized(_NullResult)
-    _check(_fn("sresid_permutation_null")(code, *m.args(), float(param), int(draws), int(seed),
+    _check(_lib.sresid_permutation_null(code, *m.args(), float(param), int(draws), int(seed),
                                           byref(out)))
     return {"draws": int(out.draws), "observed": out.observed, "mean": out.mean,
             "std": out.std, "z": out.z}
@@ -1345,9 +1335,9 @@ class Report(_Handle):
             opts.ks, opts.nks = ctypes.cast(self._ks, POINTER(c_int32)), len(ks)
         out = c_void_p()
         if isinstance(source, Residual):
-            _check(_fn("sresid_report_residual")(source._h, byref(opts), byref(out)))
+            _check(_lib.sresid_report_residual(source._h, byref(opts), byref(out)))
         elif isinstance(source, Model):
-            _check(_fn("sresid_report_model")(source._handle(), byref(opts), byref(out)))
+            _check(_lib.sresid_report_model(source._handle(), byref(opts), byref(out)))
         else:
             raise TypeError("source must be a Residual or a Model")
         self._h = out

@@ -187,6 +187,22 @@ class TestLibrary(unittest.TestCase):
         self.assertEqual(sr.version(), "%d.%d.%d" % (sr.VERSION_MAJOR, sr.VERSION_MINOR,
                                                      sr.VERSION_PATCH))
 
+    def test_version_is_the_headers(self):
+        """The binding's VERSION_* are common.h's, the one source of the
+        version, and it loads the soname of that major version."""
+        import re
+        with open(os.path.join(ROOT, "include", "sparseresid", "common.h")) as f:
+            text = f.read()
+        want = {k: int(v) for k, v in
+                re.findall(r"^#define SRESID_VERSION_(MAJOR|MINOR|PATCH) (\d+)$", text, re.M)}
+        self.assertEqual(len(want), 3)
+        self.assertEqual((sr.VERSION_MAJOR, sr.VERSION_MINOR, sr.VERSION_PATCH),
+                         (want["MAJOR"], want["MINOR"], want["PATCH"]))
+        self.assertEqual(os.path.basename(sr.library_path),
+                         "libsparseresid.so.%d" % want["MAJOR"])
+        self.assertEqual(os.path.basename(sr._find_library()),
+                         "libsparseresid.so.%d" % want["MAJOR"])
+
     def test_header_constants_match_binding(self):
         header = ""
         for h in ("common.h", "model.h", "residual.h"):

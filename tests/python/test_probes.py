@@ -7,9 +7,6 @@ the sparsity figures.
 
 Run from the repository root: make check-python, i.e.
     /usr/bin/python3 -m unittest discover -s tests/python -t . -v
-
-A test whose library function is missing from the loaded build is skipped,
-naming the function (the exported symbol list is checked elsewhere).
 """
 
 import importlib.util
@@ -28,21 +25,9 @@ os.environ.setdefault("SPARSERESID_LIB", os.path.join(ROOT, "lib", "libsparseres
 
 import sparseresid as sr  # noqa: E402  (needs the path and SPARSERESID_LIB above)
 
-try:
-    import scipy.stats
-except ImportError:  # pragma: no cover - the Debian packages are in .ci/deps.sh
-    scipy = None
-try:
-    from sklearn.cluster import KMeans
-    from sklearn.metrics import adjusted_rand_score
-except ImportError:  # pragma: no cover
-    KMeans = None
-
-
-def needs(*names):
-    """Skip unless the loaded library exports every named function."""
-    missing = [n for n in names if not sr.has_function(n)]
-    return unittest.skipIf(missing, "library lacks " + ", ".join(missing))
+import scipy.stats  # Debian's python3-scipy and python3-sklearn, from .ci/deps.sh
+from sklearn.cluster import KMeans
+from sklearn.metrics import adjusted_rand_score
 
 
 def rel_close(test, got, want, rel, msg=None, abs_tol=0.0):
@@ -221,9 +206,6 @@ class TestArguments(unittest.TestCase):
         self.assertEqual(run.returncode, 0, run.stderr)
         self.assertNotIn("generic", run.stdout)
 
-    @needs("sresid_participation_ratio", "sresid_lowfreq_ratio", "sresid_kmeans_fit",
-           "sresid_sparsity", "sresid_entropy", "sresid_correlation", "sresid_moments_init",
-           "sresid_moments_add")
     def test_wrappers_reject_before_calling(self):
         d = np.ones((4, 4))
         for fn in (sr.participation_ratio, sr.lowfreq_ratio, sr.sparsity, sr.entropy,
@@ -240,9 +222,6 @@ class TestArguments(unittest.TestCase):
 
 # ---- moments -----------------------------------------------------------------
 
-@unittest.skipIf(scipy is None, "scipy not installed")
-@needs("sresid_moments_init", "sresid_moments_add", "sresid_moments_merge",
-       "sresid_moments_stats")
 class TestMoments(unittest.TestCase):
     def check_scipy(self, x, stats, msg):
         ref = np.asarray(x, dtype=np.float64).ravel()
@@ -345,8 +324,6 @@ def numpy_counts(x, bins, lo, hi):
     return counts.astype(np.uint64), outside
 
 
-@needs("sresid_histogram_create", "sresid_histogram_add", "sresid_histogram_counts",
-       "sresid_histogram_outside", "sresid_histogram_entropy", "sresid_histogram_merge")
 class TestHistogram(unittest.TestCase):
     CASES = ((8, -1.0, 1.0), (100, -0.37, 0.83), (7, 0.1, 0.7), (1, -2.0, 3.0),
              (100, 1e-4, 1e-4 + 3e-7), (1000, -3.0, 3.0), (64, 0.0, 1.0))
@@ -418,7 +395,6 @@ class TestHistogram(unittest.TestCase):
             h.counts()
 
 
-@needs("sresid_entropy", "sresid_entropy_random")
 class TestEntropy(unittest.TestCase):
     def test_bits_equal_numpy_over_min_max(self):
         for name, x, bins in (("gaussian", gaussian(50_000), 100),
@@ -478,7 +454,6 @@ class TestEntropy(unittest.TestCase):
 
 # ---- participation ratio, correlation, low frequencies ------------------------------
 
-@needs("sresid_participation_ratio")
 class TestParticipationRatio(unittest.TestCase):
     def test_against_svd(self):
         g = rng(41)
@@ -519,7 +494,6 @@ class TestParticipationRatio(unittest.TestCase):
         self.assertEqual(cm.exception.status, sr.ERR_NONFINITE)
 
 
-@needs("sresid_correlation")
 class TestCorrelation(unittest.TestCase):
     def test_against_corrcoef(self):
         g = rng(51)
@@ -550,7 +524,6 @@ class TestCorrelation(unittest.TestCase):
                                                   np.zeros(100, np.float32))))
 
 
-@needs("sresid_lowfreq_ratio")
 class TestLowFrequency(unittest.TestCase):
     def test_against_fft2(self):
         g = rng(61)
@@ -603,8 +576,6 @@ def same_partition(a, b):
     return len(pairs) == len(set(a.tolist())) == len(set(b.tolist()))
 
 
-@unittest.skipIf(KMeans is None, "scikit-learn not installed")
-@needs("sresid_kmeans_fit", "sresid_kmeans_explained")
 class TestKMeans(unittest.TestCase):
     def sk(self, x, k):
         return KMeans(n_clusters=k, n_init=10, random_state=0).fit(x)
@@ -693,7 +664,6 @@ class TestKMeans(unittest.TestCase):
 
 # ---- sparsity -------------------------------------------------------------------
 
-@needs("sresid_sparsity")
 class TestSparsity(unittest.TestCase):
     def check(self, x, name):
         n = np.asarray(x).size
@@ -736,8 +706,6 @@ class TestSparsity(unittest.TestCase):
 
 # ---- permutation null -------------------------------------------------------------
 
-@needs("sresid_permutation_null", "sresid_participation_ratio", "sresid_lowfreq_ratio",
-       "sresid_kmeans_explained")
 class TestPermutationNull(unittest.TestCase):
     def test_structure_is_detected(self):
         g = rng(101)
