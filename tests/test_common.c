@@ -237,6 +237,21 @@ START_TEST(metadata_readers)
     ck_assert_status(sresid__meta_expect(m, "f", "tag", "sparseresid.other"),
                      SRESID_ERR_METADATA);
     ck_assert(strstr(sresid_last_error(), "is \"sparseresid.test\", want") != NULL);
+    /* format tag and version of the library's own files */
+    ck_assert_ok(sresid_model_set_metadata(m, "format", "sparseresid.test"));
+    ck_assert_status(sresid__meta_format(m, "f", "sparseresid.test", "version", "1", "test file"),
+                     SRESID_ERR_METADATA);
+    ck_assert_str_eq(sresid_last_error(), "f: no metadata \"version\" (want \"1\")");
+    ck_assert_ok(sresid_model_set_metadata(m, "version", "2"));
+    ck_assert_status(sresid__meta_format(m, "f", "sparseresid.test", "version", "1", "test file"),
+                     SRESID_ERR_METADATA);
+    ck_assert_str_eq(sresid_last_error(),
+                     "f: test file version \"2\" is not supported (this library reads 1)");
+    ck_assert_ok(sresid__meta_format(m, "f", "sparseresid.test", "version", "2", "test file"));
+    ck_assert_status(sresid__meta_format(m, "f", "sparseresid.mask", "version", "2", "score mask"),
+                     SRESID_ERR_METADATA);
+    ck_assert_str_eq(sresid_last_error(), "f: not a score mask (its __metadata__ has no "
+                                          "\"format\": \"sparseresid.mask\")");
     /* %.17g round-trips a double through the reader */
     const double xs[] = {0.1, 1.0 / 3.0, 5e-324, 1.7976931348623157e308, -2.5e-8};
     for (size_t i = 0; i < sizeof xs / sizeof xs[0]; i++) {

@@ -81,6 +81,10 @@ SRESID_API int32_t sresid_get_threads(void);
  * NULL. Initialises BLIS if needed. Thread-safe; the string is static. */
 SRESID_API const char *sresid_blas_arch(void);
 
+/* Release memory the library returned to the caller (the text of
+ * sresid_report_json, for one). Accepts NULL. Thread-safe. */
+SRESID_API void sresid_free(void *p);
+
 #ifdef __cplusplus
 }
 #endif

@@ -178,9 +178,6 @@ SRESID_API sresid_status sresid_report_json(const sresid_report *report, uint32_
 SRESID_API sresid_status sresid_report_save_json(const sresid_report *report, uint32_t flags,
                                                  const char *path);
 
-/* Release memory the library returned (sresid_report_json). Accepts NULL. */
-SRESID_API void sresid_free(void *p);
-
 #ifdef __cplusplus
 }
 #endif

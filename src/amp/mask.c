@@ -621,8 +621,8 @@ sresid_status sresid_mask_load(const char *path, sresid_mask **out)
     uint8_t *bytes = NULL;
     size_t index;
     sresid_tensor_info info = {.size = sizeof info};
-    if ((st = sresid__meta_expect(model, path, "format", FORMAT_TAG)) ||
-        (st = sresid__meta_expect(model, path, "version", FORMAT_VERSION)) ||
+    if ((st = sresid__meta_format(model, path, FORMAT_TAG, "version", FORMAT_VERSION,
+                                  "score mask")) ||
         (st = sresid__meta_u64(model, path, "n", UINT64_MAX, &n)))
         goto done;
     if (sresid_model_find(model, "mask", &index)) {

@@ -474,8 +474,8 @@ sresid_status sresid_optim_load(const char *path, sresid_optim **out)
     const char *s;
     sresid_optim_opts o = {.size = sizeof o};
     uint64_t n, steps, flags;
-    if ((st = sresid__meta_expect(model, path, "format", FORMAT_TAG)) ||
-        (st = sresid__meta_expect(model, path, "version", FORMAT_VERSION)))
+    if ((st = sresid__meta_format(model, path, FORMAT_TAG, "version", FORMAT_VERSION,
+                                  "optimiser state")))
         goto done;
     if ((st = sresid__meta_get(model, path, "kind", &s)))
         goto done;

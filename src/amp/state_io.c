@@ -14,6 +14,7 @@
 #include "amp/amp.h"
 
 #define FORMAT_TAG "sparseresid.amp"
+#define FORMAT_VERSION "1"
 
 static const char *layout_name(int32_t layout)
 {
@@ -72,7 +73,7 @@ sresid_status sresid_amp_save(const sresid_amp *amp, const sresid_mask *mask, co
     char count[24];
     snprintf(count, sizeof count, "%llu", (unsigned long long)amp->nscores);
     if ((st = sresid_model_set_metadata(m, "format", FORMAT_TAG)) ||
-        (st = sresid_model_set_metadata(m, "version", "1")) ||
+        (st = sresid_model_set_metadata(m, "version", FORMAT_VERSION)) ||
         (st = sresid_model_set_metadata(m, "layout", layout_name(amp->layout))) ||
         (st = sresid_model_set_metadata(m, "score_count", count)) ||
         (st = sresid_model_set_metadata(m, "tensors", text)))
@@ -252,8 +253,8 @@ sresid_status sresid_amp_load(const sresid_model *base, const char *path, sresid
     char *name = NULL;
     const char *layout, *tensors;
     uint64_t score_count;
-    if ((st = sresid__meta_expect(f, path, "format", FORMAT_TAG)) ||
-        (st = sresid__meta_expect(f, path, "version", "1")) ||
+    if ((st = sresid__meta_format(f, path, FORMAT_TAG, "version", FORMAT_VERSION,
+                                  "amplitude state")) ||
         (st = sresid__meta_get(f, path, "layout", &layout)) ||
         (st = sresid__meta_get(f, path, "tensors", &tensors)) ||
         (st = sresid__meta_u64(f, path, "score_count", UINT64_MAX, &score_count)))

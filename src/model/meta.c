@@ -20,6 +20,22 @@ sresid_status sresid__meta_get(const sresid_model *m, const char *path, const ch
     return SRESID_OK;
 }
 
+sresid_status sresid__meta_format(const sresid_model *m, const char *path, const char *format,
+                                  const char *version_key, const char *version, const char *what)
+{
+    const char *v;
+    if (sresid_model_metadata_get(m, "format", &v) != SRESID_OK || strcmp(v, format) != 0)
+        return sresid__fail(SRESID_ERR_METADATA, "%s: not a %s (its __metadata__ has no "
+                            "\"format\": \"%s\")", path, what, format);
+    if (sresid_model_metadata_get(m, version_key, &v) != SRESID_OK)
+        return sresid__fail(SRESID_ERR_METADATA, "%s: no metadata \"%s\" (want \"%s\")", path,
+                            version_key, version);
+    if (strcmp(v, version) != 0)
+        return sresid__fail(SRESID_ERR_METADATA, "%s: %s %s \"%s\" is not supported (this "
+                            "library reads %s)", path, what, version_key, v, version);
+    return SRESID_OK;
+}
+
 sresid_status sresid__meta_expect(const sresid_model *m, const char *path, const char *key,
                                   const char *want)
 {

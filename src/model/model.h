@@ -111,6 +111,12 @@ sresid_status sresid__tensor_hash(const sresid_model *m, size_t index, char hex[
 /* The value of key; METADATA when it is missing. */
 sresid_status sresid__meta_get(const sresid_model *m, const char *path, const char *key,
                                const char **out);
+/* The format tag ("format") and version (version_key) of one of the
+ * library's own files, what ("score mask", ...) naming it in messages:
+ * METADATA when the tag is missing or another, or the version is missing
+ * or not the one this library reads. */
+sresid_status sresid__meta_format(const sresid_model *m, const char *path, const char *format,
+                                  const char *version_key, const char *version, const char *what);
 /* key must be present and equal want (METADATA otherwise). */
 sresid_status sresid__meta_expect(const sresid_model *m, const char *path, const char *key,
                                   const char *want);

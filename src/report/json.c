@@ -433,8 +433,3 @@ sresid_status sresid_report_save_json(const sresid_report *r, uint32_t flags, co
     free(text);
     return st;
 }
-
-void sresid_free(void *p)
-{
-    free(p);
-}

@@ -6,7 +6,7 @@
 #include "residual/residual.h"
 
 #define SRESID__SPARSE_FORMAT "sparseresid.delta"
-#define SRESID__SPARSE_VERSION 1
+#define SRESID__SPARSE_VERSION "1"
 
 /* One tensor of a sparse residual: positions delta-encoded (first the
  * position, then the gaps) in index_dtype, values in the value dtype, both

@@ -86,7 +86,7 @@ static char *build_header(const sresid_sparse *s, const part *parts, size_t np, 
         kept += s->t[i].kept;
     bool ok = root && meta && tensors && json_object_set(root, "__metadata__", meta) == 0 &&
               set_meta(meta, "format", "%s", SRESID__SPARSE_FORMAT) &&
-              set_meta(meta, "format_version", "%d", SRESID__SPARSE_VERSION) &&
+              set_meta(meta, "format_version", "%s", SRESID__SPARSE_VERSION) &&
               set_meta(meta, "rule", "%s", sresid__sparse_rule_name(s->rule)) &&
               set_meta(meta, "param", "%s", param) &&
               set_meta(meta, "seed", "%llu", (unsigned long long)s->seed) &&
@@ -330,15 +330,9 @@ static sresid_status parse(const sresid_model *m, const char *path, sresid_spars
 {
     const char *v;
     sresid_status st;
-    if (sresid_model_metadata_get(m, "format", &v) != SRESID_OK ||
-        strcmp(v, SRESID__SPARSE_FORMAT) != 0)
-        return sresid__fail(SRESID_ERR_METADATA, "%s: not a sparse residual (its __metadata__ "
-                            "has no \"format\": \"%s\")", path, SRESID__SPARSE_FORMAT);
-    if ((st = sresid__meta_get(m, path, "format_version", &v)))
+    if ((st = sresid__meta_format(m, path, SRESID__SPARSE_FORMAT, "format_version",
+                                  SRESID__SPARSE_VERSION, "sparse residual")))
         return st;
-    if (strcmp(v, "1") != 0)
-        return sresid__fail(SRESID_ERR_METADATA, "%s: sparse residual format_version \"%s\" is "
-                            "not supported (this library reads 1)", path, v);
     if ((st = sresid__meta_get(m, path, "rule", &v)))
         return st;
     if (!(s->rule = sresid__sparse_rule_from_name(v)))

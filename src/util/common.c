@@ -162,3 +162,8 @@ bool sresid__all_finite(const float *x, int64_t rows, int64_t cols, int64_t ld)
     }
     return true;
 }
+
+void sresid_free(void *p)
+{
+    free(p);
+}
