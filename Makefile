@@ -67,7 +67,7 @@ EX_BIN       := $(EX_PROGS:examples/%.c=bin/%)
 TEST_SRC     := $(sort $(wildcard tests/test_*.c)) tests/check_main.c tests/testutil.c
 SAN_FLAGS    := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 
-.PHONY: all lib examples check check-unit check-asan check-valgrind check-abi check-headers \
+.PHONY: all lib examples check check-layout check-unit check-asan check-valgrind check-abi check-headers \
         check-pkgconfig check-python check-tools check-demo abi-baseline install uninstall deps clean run run-probe
 
 all: lib examples
@@ -138,9 +138,14 @@ build/check_sparseresid_asan: $(TEST_SRC) tests/testutil.h $(LIB_SRC) $(HEADERS)
 	    $(BLIS_CFLAGS) $(JANSSON_CFLAGS) $(CHECK_CFLAGS) $(CFLAGS) -o $@ $(TEST_SRC) $(LIB_SRC) \
 	    $(CHECK_LIBS) $(DEP_LIBS) $(LDFLAGS)
 
-check: check-unit check-asan check-valgrind check-headers check-abi check-pkgconfig \
+check: check-layout check-unit check-asan check-valgrind check-headers check-abi check-pkgconfig \
        check-tools check-python check-demo
-	@echo "check: 9 passed, 0 failed"   # the nine groups above; make stops at a failed one
+	@echo "check: 10 passed, 0 failed"   # the ten groups above; make stops at a failed one
+
+# Each src/ folder includes only its own and lower folders' private headers.
+check-layout:
+	./tests/layout-test.sh
+
 
 check-unit: build/check_sparseresid
 	SRESID_TEST_DIR=tests ./build/check_sparseresid

@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "util/blas.h"
 #include "amp/amp.h"
+#include "util/blas.h"
 #include "util/jobs.h"
 
 #define DEFAULT_KINDS ((1u << SRESID_KIND_ATTENTION) | (1u << SRESID_KIND_MLP))

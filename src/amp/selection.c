@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "util/blas.h"
 #include "amp/amp.h"
+#include "util/blas.h"
 #include "util/jobs.h"
 
 #define SELECT_FLAGS SRESID_SELECT_PER_TENSOR

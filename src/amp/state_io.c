@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "util/blas.h"
 #include "amp/amp.h"
+#include "util/blas.h"
 
 #define FORMAT_TAG "sparseresid.amp"
 #define FORMAT_VERSION "1"

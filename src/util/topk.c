@@ -23,8 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "util/util.h"
 #include "util/topk.h"
+#include "util/util.h"
 
 #define NHI (1u << 16) /* pass 0 buckets: bits 30..15 */
 #define NLO (1u << 15) /* pass 1 slots: bits 14..0 */
