@@ -148,14 +148,14 @@ static sresid_status check_fraction(double f, const char *fn, const char *name)
 
 sresid_status sresid_mask_create(uint64_t n, int32_t value, sresid_mask **out)
 {
-    static const char what[] = "sresid_mask_create";
+    static const char fn[] = "sresid_mask_create";
     if (!out)
-        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: out is NULL", what);
+        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: out is NULL", fn);
     if (value != 0 && value != 1)
-        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: value %d is not 0 or 1", what,
+        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: value %d is not 0 or 1", fn,
                             (int)value);
     sresid_mask *m;
-    sresid_status st = alloc_mask(n, what, &m);
+    sresid_status st = alloc_mask(n, fn, &m);
     if (st)
         return st;
     if (value) {
@@ -168,12 +168,12 @@ sresid_status sresid_mask_create(uint64_t n, int32_t value, sresid_mask **out)
 
 sresid_status sresid_mask_copy(const sresid_mask *mask, sresid_mask **out)
 {
-    static const char what[] = "sresid_mask_copy";
+    static const char fn[] = "sresid_mask_copy";
     if (!mask || !out)
-        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: %s is NULL", what,
+        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: %s is NULL", fn,
                             !mask ? "mask" : "out");
     sresid_mask *m;
-    sresid_status st = alloc_mask(mask->n, what, &m);
+    sresid_status st = alloc_mask(mask->n, fn, &m);
     if (st)
         return st;
     memcpy(m->words, mask->words, (size_t)mask->nwords * sizeof *m->words);
@@ -207,13 +207,13 @@ uint64_t sresid_mask_count(const sresid_mask *mask)
 sresid_status sresid_mask_count_range(const sresid_mask *mask, uint64_t first, uint64_t len,
                                       uint64_t *out)
 {
-    static const char what[] = "sresid_mask_count_range";
+    static const char fn[] = "sresid_mask_count_range";
     if (!mask || !out)
-        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: %s is NULL", what,
+        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: %s is NULL", fn,
                             !mask ? "mask" : "out");
     if (first > mask->n || len > mask->n - first)
         return sresid__fail(SRESID_ERR_INVALID_ARG,
-                            "%s: range [%llu, %llu + %llu) is beyond the %llu entries", what,
+                            "%s: range [%llu, %llu + %llu) is beyond the %llu entries", fn,
                             (unsigned long long)first, (unsigned long long)first,
                             (unsigned long long)len, (unsigned long long)mask->n);
     *out = count_range(mask->words, first, first + len);
@@ -222,28 +222,28 @@ sresid_status sresid_mask_count_range(const sresid_mask *mask, uint64_t first, u
 
 sresid_status sresid_mask_get(const sresid_mask *mask, uint64_t i, int32_t *value)
 {
-    static const char what[] = "sresid_mask_get";
+    static const char fn[] = "sresid_mask_get";
     if (!mask || !value)
-        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: %s is NULL", what,
+        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: %s is NULL", fn,
                             !mask ? "mask" : "value");
     if (i >= mask->n)
         return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: entry %llu is beyond the %llu entries",
-                            what, (unsigned long long)i, (unsigned long long)mask->n);
+                            fn, (unsigned long long)i, (unsigned long long)mask->n);
     *value = bit_get(mask->words, i);
     return SRESID_OK;
 }
 
 sresid_status sresid_mask_set(sresid_mask *mask, uint64_t i, int32_t value)
 {
-    static const char what[] = "sresid_mask_set";
+    static const char fn[] = "sresid_mask_set";
     if (!mask)
-        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: mask is NULL", what);
+        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: mask is NULL", fn);
     if (value != 0 && value != 1)
-        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: value %d is not 0 or 1", what,
+        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: value %d is not 0 or 1", fn,
                             (int)value);
     if (i >= mask->n)
         return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: entry %llu is beyond the %llu entries",
-                            what, (unsigned long long)i, (unsigned long long)mask->n);
+                            fn, (unsigned long long)i, (unsigned long long)mask->n);
     if (value)
         bit_set(mask->words, i);
     else
@@ -266,12 +266,12 @@ static sresid_status check_pair(const sresid_mask *a, const sresid_mask *b, cons
 
 sresid_status sresid_mask_combine(sresid_mask *dst, const sresid_mask *src, int32_t op)
 {
-    static const char what[] = "sresid_mask_combine";
-    sresid_status st = check_pair(dst, src, what, "dst", "src");
+    static const char fn[] = "sresid_mask_combine";
+    sresid_status st = check_pair(dst, src, fn, "dst", "src");
     if (st)
         return st;
     if (op < SRESID_MASK_AND || op > SRESID_MASK_XOR)
-        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: unknown operation %d", what, (int)op);
+        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: unknown operation %d", fn, (int)op);
     uint64_t *d = dst->words;
     const uint64_t *s = src->words;
     for (uint64_t w = 0; w < dst->nwords; w++) {
@@ -296,12 +296,12 @@ sresid_status sresid_mask_not(sresid_mask *mask)
 
 sresid_status sresid_mask_jaccard(const sresid_mask *a, const sresid_mask *b, double *out)
 {
-    static const char what[] = "sresid_mask_jaccard";
-    sresid_status st = check_pair(a, b, what, "a", "b");
+    static const char fn[] = "sresid_mask_jaccard";
+    sresid_status st = check_pair(a, b, fn, "a", "b");
     if (st)
         return st;
     if (!out)
-        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: out is NULL", what);
+        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: out is NULL", fn);
     uint64_t both = 0, any = 0;
     for (uint64_t w = 0; w < a->nwords; w++) {
         both += (uint64_t)__builtin_popcountll(a->words[w] & b->words[w]);
@@ -315,12 +315,12 @@ sresid_status sresid_mask_jaccard(const sresid_mask *a, const sresid_mask *b, do
 
 sresid_status sresid_mask_from_bytes(const uint8_t *flags, uint64_t n, sresid_mask **out)
 {
-    static const char what[] = "sresid_mask_from_bytes";
+    static const char fn[] = "sresid_mask_from_bytes";
     if (!out || (!flags && n))
-        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: %s is NULL", what,
+        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: %s is NULL", fn,
                             !out ? "out" : "flags");
     sresid_mask *m;
-    sresid_status st = alloc_mask(n, what, &m);
+    sresid_status st = alloc_mask(n, fn, &m);
     if (st)
         return st;
     for (uint64_t i = 0; i < n; i++)
@@ -331,13 +331,13 @@ sresid_status sresid_mask_from_bytes(const uint8_t *flags, uint64_t n, sresid_ma
 
 sresid_status sresid_mask_to_bytes(const sresid_mask *mask, uint8_t *dst, uint64_t count)
 {
-    static const char what[] = "sresid_mask_to_bytes";
+    static const char fn[] = "sresid_mask_to_bytes";
     if (!mask || (!dst && mask->n))
-        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: %s is NULL", what,
+        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: %s is NULL", fn,
                             !mask ? "mask" : "dst");
     if (count < mask->n)
         return sresid__fail(SRESID_ERR_SHAPE, "%s: dst holds %llu bytes, the mask %llu entries",
-                            what, (unsigned long long)count, (unsigned long long)mask->n);
+                            fn, (unsigned long long)count, (unsigned long long)mask->n);
     for (uint64_t i = 0; i < mask->n; i++)
         dst[i] = bit_get(mask->words, i);
     return SRESID_OK;
@@ -345,11 +345,11 @@ sresid_status sresid_mask_to_bytes(const sresid_mask *mask, uint8_t *dst, uint64
 
 sresid_status sresid_mask_apply(const sresid_mask *mask, float *x, uint64_t n)
 {
-    static const char what[] = "sresid_mask_apply";
+    static const char fn[] = "sresid_mask_apply";
     if (!mask || (!x && n))
-        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: %s is NULL", what, !mask ? "mask" : "x");
+        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: %s is NULL", fn, !mask ? "mask" : "x");
     if (n != mask->n)
-        return sresid__fail(SRESID_ERR_SHAPE, "%s: x has %llu entries, the mask %llu", what,
+        return sresid__fail(SRESID_ERR_SHAPE, "%s: x has %llu entries, the mask %llu", fn,
                             (unsigned long long)n, (unsigned long long)mask->n);
     for (uint64_t i = 0; i < n; i++)
         if (!bit_get(mask->words, i))
@@ -393,21 +393,21 @@ static sresid_status top_segment(const float *x, uint64_t first, uint64_t end, u
 sresid_status sresid_mask_top(const float *x, uint64_t n, double fraction,
                               const uint64_t *offsets, size_t nseg, sresid_mask **out)
 {
-    static const char what[] = "sresid_mask_top";
+    static const char fn[] = "sresid_mask_top";
     if (!out || (!x && n))
-        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: %s is NULL", what, !out ? "out" : "x");
-    sresid_status st = check_fraction(fraction, what, "fraction");
-    if (st || (st = sresid__check_segments(offsets, nseg, n, what)))
+        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: %s is NULL", fn, !out ? "out" : "x");
+    sresid_status st = check_fraction(fraction, fn, "fraction");
+    if (st || (st = sresid__check_segments(offsets, nseg, n, fn)))
         return st;
     if (n > SIZE_MAX / sizeof(float))
-        return sresid__fail(SRESID_ERR_OVERFLOW, "%s: %llu floats do not fit in memory", what,
+        return sresid__fail(SRESID_ERR_OVERFLOW, "%s: %llu floats do not fit in memory", fn,
                             (unsigned long long)n);
     uint64_t bad = first_nonfinite(x, n);
     if (bad < n)
-        return sresid__fail(SRESID_ERR_NONFINITE, "%s: x[%llu] is %g", what,
+        return sresid__fail(SRESID_ERR_NONFINITE, "%s: x[%llu] is %g", fn,
                             (unsigned long long)bad, (double)x[bad]);
     sresid_mask *m;
-    if ((st = alloc_mask(n, what, &m)))
+    if ((st = alloc_mask(n, fn, &m)))
         return st;
     const size_t ns = seg_count(offsets, nseg);
     for (size_t j = 0; j < ns; j++) {
@@ -422,7 +422,7 @@ sresid_status sresid_mask_top(const float *x, uint64_t n, double fraction,
         }
         if ((st = top_segment(x, a, b, k, m->words))) {
             sresid_mask_free(m);
-            return sresid__fail(st, "%s: %s", what, sresid_last_error());
+            return sresid__fail(st, "%s: %s", fn, sresid_last_error());
         }
     }
     *out = m;
@@ -432,14 +432,14 @@ sresid_status sresid_mask_top(const float *x, uint64_t n, double fraction,
 sresid_status sresid_mask_random(uint64_t n, double fraction, uint64_t seed,
                                  const uint64_t *offsets, size_t nseg, sresid_mask **out)
 {
-    static const char what[] = "sresid_mask_random";
+    static const char fn[] = "sresid_mask_random";
     if (!out)
-        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: out is NULL", what);
-    sresid_status st = check_fraction(fraction, what, "fraction");
-    if (st || (st = sresid__check_segments(offsets, nseg, n, what)))
+        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: out is NULL", fn);
+    sresid_status st = check_fraction(fraction, fn, "fraction");
+    if (st || (st = sresid__check_segments(offsets, nseg, n, fn)))
         return st;
     sresid_mask *m;
-    if ((st = alloc_mask(n, what, &m)))
+    if ((st = alloc_mask(n, fn, &m)))
         return st;
     const size_t ns = seg_count(offsets, nseg);
     for (size_t j = 0; j < ns; j++) {
@@ -488,27 +488,27 @@ sresid_status sresid_mask_drop_grow(sresid_mask *mask, const float *keep, const 
                                     uint64_t n, double share, const uint64_t *offsets,
                                     size_t nseg, sresid_mask *changed)
 {
-    static const char what[] = "sresid_mask_drop_grow";
+    static const char fn[] = "sresid_mask_drop_grow";
     if (!mask || ((!keep || !grow) && n))
-        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: %s is NULL", what,
+        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: %s is NULL", fn,
                             !mask ? "mask" : !keep ? "keep" : "grow");
     if (changed == mask)
-        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: changed must not be mask", what);
-    sresid_status st = check_fraction(share, what, "share");
-    if (st || (st = sresid__check_segments(offsets, nseg, n, what)))
+        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: changed must not be mask", fn);
+    sresid_status st = check_fraction(share, fn, "share");
+    if (st || (st = sresid__check_segments(offsets, nseg, n, fn)))
         return st;
     if (n != mask->n)
         return sresid__fail(SRESID_ERR_SHAPE, "%s: keep and grow hold %llu entries, the mask %llu",
-                            what, (unsigned long long)n, (unsigned long long)mask->n);
+                            fn, (unsigned long long)n, (unsigned long long)mask->n);
     if (changed && changed->n != n)
-        return sresid__fail(SRESID_ERR_SHAPE, "%s: changed has %llu entries, the mask %llu", what,
+        return sresid__fail(SRESID_ERR_SHAPE, "%s: changed has %llu entries, the mask %llu", fn,
                             (unsigned long long)changed->n, (unsigned long long)n);
     uint64_t bad = first_nonfinite(keep, n);
     if (bad < n)
-        return sresid__fail(SRESID_ERR_NONFINITE, "%s: keep[%llu] is %g", what,
+        return sresid__fail(SRESID_ERR_NONFINITE, "%s: keep[%llu] is %g", fn,
                             (unsigned long long)bad, (double)keep[bad]);
     if ((bad = first_nonfinite(grow, n)) < n)
-        return sresid__fail(SRESID_ERR_NONFINITE, "%s: grow[%llu] is %g", what,
+        return sresid__fail(SRESID_ERR_NONFINITE, "%s: grow[%llu] is %g", fn,
                             (unsigned long long)bad, (double)grow[bad]);
 
     /* work on a copy; the mask changes only once everything has succeeded */
@@ -526,7 +526,7 @@ sresid_status sresid_mask_drop_grow(sresid_mask *mask, const float *keep, const 
     if (largest > SIZE_MAX / sizeof(ranked)) {
         free(next);
         return sresid__fail(SRESID_ERR_OVERFLOW, "%s: a segment of %llu entries is too large",
-                            what, (unsigned long long)largest);
+                            fn, (unsigned long long)largest);
     }
     if (largest) {
         act = malloc((size_t)largest * sizeof *act);
@@ -536,7 +536,7 @@ sresid_status sresid_mask_drop_grow(sresid_mask *mask, const float *keep, const 
         free(next);
         free(act);
         free(ina);
-        return sresid__fail(SRESID_ERR_NOMEM, "%s: no memory", what);
+        return sresid__fail(SRESID_ERR_NOMEM, "%s: no memory", fn);
     }
     memcpy(next, mask->words, bytes);
     for (size_t j = 0; j < ns; j++) {
@@ -576,17 +576,17 @@ sresid_status sresid_mask_drop_grow(sresid_mask *mask, const float *keep, const 
 sresid_status sresid_mask_save(const sresid_mask *mask, const char *path,
                                const sresid_save_opts *opts)
 {
-    static const char what[] = "sresid_mask_save";
+    static const char fn[] = "sresid_mask_save";
     if (!mask || !path)
-        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: %s is NULL", what,
+        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: %s is NULL", fn,
                             !mask ? "mask" : "path");
-    sresid_status st = sresid__check_opts(opts, sizeof(sresid_save_opts), sizeof(size_t), what);
+    sresid_status st = sresid__check_opts(opts, sizeof(sresid_save_opts), sizeof(size_t), fn);
     if (st)
         return st;
     const uint64_t nbytes = mask->n / 8 + (mask->n % 8 != 0);
     uint8_t *bytes = malloc(nbytes ? (size_t)nbytes : 1);
     if (!bytes)
-        return sresid__fail(SRESID_ERR_NOMEM, "%s: no memory", what);
+        return sresid__fail(SRESID_ERR_NOMEM, "%s: no memory", fn);
     for (uint64_t b = 0; b < nbytes; b++)
         bytes[b] = (uint8_t)(mask->words[b / 8] >> (8 * (b % 8)));
     char nbuf[24];
@@ -601,7 +601,7 @@ sresid_status sresid_mask_save(const sresid_mask *mask, const char *path,
         !(st = sresid_model_set_metadata(model, "n", nbuf)))
         st = sresid_model_save(model, path, opts);
     if (st)
-        st = sresid__fail(st, "%s: %s", what, sresid_last_error());
+        st = sresid__fail(st, "%s: %s", fn, sresid_last_error());
     sresid_model_free(model);
     free(bytes);
     return st;
@@ -609,13 +609,13 @@ sresid_status sresid_mask_save(const sresid_mask *mask, const char *path,
 
 sresid_status sresid_mask_load(const char *path, sresid_mask **out)
 {
-    static const char what[] = "sresid_mask_load";
+    static const char fn[] = "sresid_mask_load";
     if (!path || !out)
-        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: %s is NULL", what, !path ? "path" : "out");
+        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: %s is NULL", fn, !path ? "path" : "out");
     sresid_model *model = NULL;
     sresid_status st = sresid_model_open(path, NULL, &model);
     if (st)
-        return sresid__fail(st, "%s: %s", what, sresid_last_error());
+        return sresid__fail(st, "%s: %s", fn, sresid_last_error());
     uint64_t n = 0;
     sresid_mask *m = NULL;
     uint8_t *bytes = NULL;
@@ -646,11 +646,11 @@ sresid_status sresid_mask_load(const char *path, sresid_mask **out)
                           (unsigned long long)nbytes, (unsigned long long)n);
         goto done;
     }
-    if ((st = alloc_mask(n, what, &m)))
+    if ((st = alloc_mask(n, fn, &m)))
         goto done;
     bytes = malloc(nbytes ? (size_t)nbytes : 1);
     if (!bytes) {
-        st = sresid__fail(SRESID_ERR_NOMEM, "%s: no memory", what);
+        st = sresid__fail(SRESID_ERR_NOMEM, "%s: no memory", fn);
         goto done;
     }
     if (nbytes && (st = sresid_model_read_raw(model, index, bytes, (size_t)nbytes)))
@@ -667,8 +667,8 @@ done:
     sresid_model_free(model);
     if (st) {
         sresid_mask_free(m);
-        if (strncmp(sresid_last_error(), what, sizeof what - 1))
-            sresid__fail(st, "%s: %s", what, sresid_last_error());
+        if (strncmp(sresid_last_error(), fn, sizeof fn - 1))
+            sresid__fail(st, "%s: %s", fn, sresid_last_error());
         return st;
     }
     *out = m;

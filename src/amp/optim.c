@@ -117,14 +117,14 @@ static sresid_status alloc_optim(uint64_t n, const sresid_optim_opts *o, const c
 
 sresid_status sresid_optim_create(uint64_t n, const sresid_optim_opts *opts, sresid_optim **out)
 {
-    static const char what[] = "sresid_optim_create";
+    static const char fn[] = "sresid_optim_create";
     if (!out)
-        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: out is NULL", what);
+        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: out is NULL", fn);
     sresid_optim_opts o;
-    sresid_status st = resolve_opts(opts, what, &o);
+    sresid_status st = resolve_opts(opts, fn, &o);
     if (st)
         return st;
-    return alloc_optim(n, &o, what, out);
+    return alloc_optim(n, &o, fn, out);
 }
 
 void sresid_optim_free(sresid_optim *optim)
@@ -148,13 +148,13 @@ uint64_t sresid_optim_steps(const sresid_optim *optim)
 
 sresid_status sresid_optim_get_opts(const sresid_optim *optim, sresid_optim_opts *out)
 {
-    static const char what[] = "sresid_optim_get_opts";
+    static const char fn[] = "sresid_optim_get_opts";
     if (!optim || !out)
-        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: %s is NULL", what,
+        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: %s is NULL", fn,
                             !optim ? "optim" : "out");
     if (out->size < sizeof(sresid_optim_opts))
         return sresid__fail(SRESID_ERR_INVALID_ARG,
-                            "%s: out->size %zu is below %zu (set it to sizeof)", what, out->size,
+                            "%s: out->size %zu is below %zu (set it to sizeof)", fn, out->size,
                             sizeof(sresid_optim_opts));
     size_t size = out->size;
     memcpy(out, &optim->o, sizeof optim->o);
@@ -164,11 +164,11 @@ sresid_status sresid_optim_get_opts(const sresid_optim *optim, sresid_optim_opts
 
 sresid_status sresid_optim_set_lr(sresid_optim *optim, double lr)
 {
-    static const char what[] = "sresid_optim_set_lr";
+    static const char fn[] = "sresid_optim_set_lr";
     if (!optim)
-        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: optim is NULL", what);
+        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: optim is NULL", fn);
     if (bad_num(lr))
-        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: lr %g is not a finite value >= 0", what,
+        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: lr %g is not a finite value >= 0", fn,
                             lr);
     optim->o.lr = lr;
     return SRESID_OK;
@@ -303,20 +303,20 @@ static sresid_status check_mask(const sresid_optim *optim, const sresid_mask *ma
 sresid_status sresid_optim_step(sresid_optim *optim, float *params, const float *grad,
                                 uint64_t n, const sresid_mask *mask)
 {
-    static const char what[] = "sresid_optim_step";
+    static const char fn[] = "sresid_optim_step";
     if (!optim || ((!params || !grad) && n))
-        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: %s is NULL", what,
+        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: %s is NULL", fn,
                             !optim ? "optim" : !params ? "params" : "grad");
     if (n != optim->n)
         return sresid__fail(SRESID_ERR_SHAPE, "%s: %llu entries given, the optimiser has %llu",
-                            what, (unsigned long long)n, (unsigned long long)optim->n);
-    sresid_status st = check_mask(optim, mask, what);
+                            fn, (unsigned long long)n, (unsigned long long)optim->n);
+    sresid_status st = check_mask(optim, mask, fn);
     if (st)
         return st;
     const uint64_t *words = mask ? sresid__mask_words(mask) : NULL;
     for (uint64_t i = 0; i < n; i++)
         if (!isfinite(grad[i]) && (!words || ((words[i >> 6] >> (i & 63)) & 1)))
-            return sresid__fail(SRESID_ERR_NONFINITE, "%s: grad[%llu] is %g", what,
+            return sresid__fail(SRESID_ERR_NONFINITE, "%s: grad[%llu] is %g", fn,
                                 (unsigned long long)i, (double)grad[i]);
     optim->steps++;
     factors f = step_factors(optim, optim->steps);
@@ -326,10 +326,10 @@ sresid_status sresid_optim_step(sresid_optim *optim, float *params, const float 
 
 sresid_status sresid_optim_reset(sresid_optim *optim, const sresid_mask *mask)
 {
-    static const char what[] = "sresid_optim_reset";
+    static const char fn[] = "sresid_optim_reset";
     if (!optim)
-        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: optim is NULL", what);
-    sresid_status st = check_mask(optim, mask, what);
+        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: optim is NULL", fn);
+    sresid_status st = check_mask(optim, mask, fn);
     if (st)
         return st;
     if (!mask) {
@@ -370,11 +370,11 @@ static const char *kind_name(int32_t kind)
 sresid_status sresid_optim_save(const sresid_optim *optim, const char *path,
                                 const sresid_save_opts *opts)
 {
-    static const char what[] = "sresid_optim_save";
+    static const char fn[] = "sresid_optim_save";
     if (!optim || !path)
-        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: %s is NULL", what,
+        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: %s is NULL", fn,
                             !optim ? "optim" : "path");
-    sresid_status st = sresid__check_opts(opts, sizeof(sresid_save_opts), sizeof(size_t), what);
+    sresid_status st = sresid__check_opts(opts, sizeof(sresid_save_opts), sizeof(size_t), fn);
     if (st)
         return st;
     const sresid_optim_opts *o = &optim->o;
@@ -401,7 +401,7 @@ sresid_status sresid_optim_save(const sresid_optim *optim, const char *path,
             continue;
         keys[nk] = reals[i].key;
         if (!sresid__fmt_f64(num[nk++], reals[i].v))
-            return sresid__fail(SRESID_ERR_NOMEM, "%s: no memory for the C locale", what);
+            return sresid__fail(SRESID_ERR_NOMEM, "%s: no memory for the C locale", fn);
     }
 
     sresid_model *model = NULL;
@@ -422,7 +422,7 @@ sresid_status sresid_optim_save(const sresid_optim *optim, const char *path,
     st = sresid_model_save(model, path, opts);
 done:
     if (st)
-        st = sresid__fail(st, "%s: %s", what, sresid_last_error());
+        st = sresid__fail(st, "%s: %s", fn, sresid_last_error());
     sresid_model_free(model);
     return st;
 }
@@ -463,13 +463,13 @@ static sresid_status read_state(const sresid_model *model, const char *path, con
 
 sresid_status sresid_optim_load(const char *path, sresid_optim **out)
 {
-    static const char what[] = "sresid_optim_load";
+    static const char fn[] = "sresid_optim_load";
     if (!path || !out)
-        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: %s is NULL", what, !path ? "path" : "out");
+        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: %s is NULL", fn, !path ? "path" : "out");
     sresid_model *model = NULL;
     sresid_status st = sresid_model_open(path, NULL, &model);
     if (st)
-        return sresid__fail(st, "%s: %s", what, sresid_last_error());
+        return sresid__fail(st, "%s: %s", fn, sresid_last_error());
     sresid_optim *p = NULL;
     const char *s;
     sresid_optim_opts o = {.size = sizeof o};
@@ -515,7 +515,7 @@ sresid_status sresid_optim_load(const char *path, sresid_optim **out)
         goto done;
     }
     r.lr = lr; /* a learning rate of 0 (set_lr) is kept */
-    if ((st = alloc_optim(n, &r, what, &p)))
+    if ((st = alloc_optim(n, &r, fn, &p)))
         goto done;
     if ((st = read_state(model, path, "m", n, false, p->m)) ||
         (adam && (st = read_state(model, path, "v", n, true, p->v))))
@@ -525,7 +525,7 @@ done:
     sresid_model_free(model);
     if (st) {
         sresid_optim_free(p);
-        return sresid__fail(st, "%s: %s", what, sresid_last_error());
+        return sresid__fail(st, "%s: %s", fn, sresid_last_error());
     }
     *out = p;
     return SRESID_OK;

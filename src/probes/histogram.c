@@ -280,20 +280,20 @@ static sresid_status check_bins(int32_t bins, const char *fn)
 
 sresid_status sresid_histogram_create(int32_t bins, double lo, double hi, sresid_histogram **out)
 {
-    static const char what[] = "sresid_histogram_create";
+    static const char fn[] = "sresid_histogram_create";
     if (!out)
-        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: out is NULL", what);
-    sresid_status st = check_bins(bins, what);
+        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: out is NULL", fn);
+    sresid_status st = check_bins(bins, fn);
     if (st)
         return st;
     if (!isfinite(lo) || !isfinite(hi) || !(lo < hi))
         return sresid__fail(SRESID_ERR_INVALID_ARG,
-                            "%s: range [%g, %g] must be finite with lo < hi", what, lo, hi);
+                            "%s: range [%g, %g] must be finite with lo < hi", fn, lo, hi);
     const double width = hi - lo, step = width / bins, norm = bins / width;
     /* hi - lo can overflow; a subnormal width gives step 0 or norm Inf */
     if (!isfinite(width) || !(step > 0) || !isfinite(norm))
         return sresid__fail(SRESID_ERR_INVALID_ARG,
-                            "%s: range [%g, %g] is too wide or too narrow for %d bins", what, lo,
+                            "%s: range [%g, %g] is too wide or too narrow for %d bins", fn, lo,
                             hi, (int)bins);
     sresid_histogram *h = malloc(sizeof *h);
     int32_t lanes = bins <= LANE_MAX_BINS ? LANES : 1;
@@ -302,7 +302,7 @@ sresid_status sresid_histogram_create(int32_t bins, double lo, double hi, sresid
     if (!h || !counts) {
         free(h);
         free(counts);
-        return sresid__fail(SRESID_ERR_NOMEM, "%s: no memory for %d bins", what, (int)bins);
+        return sresid__fail(SRESID_ERR_NOMEM, "%s: no memory for %d bins", fn, (int)bins);
     }
     *h = (sresid_histogram){.bins = bins,
                             .lanes = lanes,
@@ -589,19 +589,19 @@ sresid_status sresid_entropy_random(uint64_t count, int32_t bins, uint64_t seed,
 sresid_status sresid_entropy(const float *x, int64_t rows, int64_t cols, int64_t ld,
                              int32_t bins, uint64_t seed, sresid_entropy_result *out)
 {
-    static const char what[] = "sresid_entropy";
+    static const char fn[] = "sresid_entropy";
     if (!out)
-        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: out is NULL", what);
+        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: out is NULL", fn);
     if (out->size < sizeof(sresid_entropy_result))
         return sresid__fail(SRESID_ERR_INVALID_ARG,
-                            "%s: out->size %zu is below %zu (set it to sizeof)", what, out->size,
+                            "%s: out->size %zu is below %zu (set it to sizeof)", fn, out->size,
                             sizeof(sresid_entropy_result));
     if (bins == 0)
         bins = DEFAULT_BINS;
-    sresid_status st = check_bins(bins, what);
+    sresid_status st = check_bins(bins, fn);
     if (st)
         return st;
-    st = sresid__check_matrix(x, rows, cols, ld, what);
+    st = sresid__check_matrix(x, rows, cols, ld, fn);
     if (st)
         return st;
 

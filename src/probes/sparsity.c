@@ -224,14 +224,14 @@ static int figures(const float *x, int64_t rows, int64_t cols, int64_t ld, uint6
 sresid_status sresid_sparsity(const float *x, int64_t rows, int64_t cols, int64_t ld,
                               sresid_sparsity_result *out)
 {
-    static const char what[] = "sresid_sparsity";
+    static const char fn[] = "sresid_sparsity";
     if (!out)
-        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: out is NULL", what);
+        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: out is NULL", fn);
     if (out->size < sizeof(sresid_sparsity_result))
         return sresid__fail(SRESID_ERR_INVALID_ARG,
-                            "%s: out->size %zu is below %zu (set it to sizeof)", what, out->size,
+                            "%s: out->size %zu is below %zu (set it to sizeof)", fn, out->size,
                             sizeof(sresid_sparsity_result));
-    sresid_status st = sresid__check_matrix(x, rows, cols, ld, what);
+    sresid_status st = sresid__check_matrix(x, rows, cols, ld, fn);
     if (st)
         return st;
     sresid_sparsity_result res = {.size = out->size,
@@ -243,7 +243,7 @@ sresid_status sresid_sparsity(const float *x, int64_t rows, int64_t cols, int64_
     if (!count || !energy) {
         free(count);
         free(energy);
-        return sresid__fail(SRESID_ERR_NOMEM, "%s: no memory", what);
+        return sresid__fail(SRESID_ERR_NOMEM, "%s: no memory", fn);
     }
 
     /* pass 1 */
@@ -268,7 +268,7 @@ sresid_status sresid_sparsity(const float *x, int64_t rows, int64_t cols, int64_
         if (figures(x, rows, cols, ld, n, count, energy, e, &res)) {
             free(count);
             free(energy);
-            return sresid__fail(SRESID_ERR_NOMEM, "%s: no memory", what);
+            return sresid__fail(SRESID_ERR_NOMEM, "%s: no memory", fn);
         }
         if (n >= 2) {
             double rn = sqrt((double)n);

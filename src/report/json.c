@@ -415,11 +415,11 @@ sresid_status sresid_report_json(const sresid_report *r, uint32_t flags, char **
 
 sresid_status sresid_report_save_json(const sresid_report *r, uint32_t flags, const char *path)
 {
-    static const char what[] = "sresid_report_save_json";
+    static const char fn[] = "sresid_report_save_json";
     if (!path || !*path)
-        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: path is NULL or empty", what);
+        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: path is NULL or empty", fn);
     char *text = NULL;
-    sresid_status st = dump(r, flags, what, &text);
+    sresid_status st = dump(r, flags, fn, &text);
     if (st)
         return st;
     /* a temporary file beside path, renamed over it: never a partial file */

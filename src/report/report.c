@@ -22,60 +22,9 @@
 #include "util/blas.h"
 #include "util/jobs.h"
 
-#define MAX_KS 64
-#define MAX_BINS (1 << 24)
-#define MAX_DRAWS 10000
-#define NGROUPS (SRESID_KIND_COUNT + 1) /* the kinds, then "all" */
-#define SLOT_ALL SRESID_KIND_COUNT
 /* Pass 2 gives each worker its own histograms; fewer workers when those
  * would take more than this many bytes together. */
 #define HIST_BUDGET ((size_t)256 << 20)
-
-
-typedef struct rtensor {
-    sresid_tensor_report fig; /* name and role point at the strings below */
-    char *name, *role;
-    int64_t *shape;
-    int64_t numel;
-    size_t src;               /* pair index (residual) or tensor index (model) */
-    size_t layer_slot;        /* index into layers, or SIZE_MAX */
-    uint64_t seed;            /* derived from the options' seed and the name */
-    sresid_moments mom;
-    sresid_kmeans_result *km; /* nks entries; NULL when k-means did not run */
-} rtensor;
-
-typedef struct group {
-    sresid_moments mom;
-    uint64_t tensors, matrices;
-    double pr_sum;
-    double bits, random_bits;
-} group;
-
-typedef struct layer {
-    int32_t layer;
-    group g;
-} layer;
-
-typedef struct skipped {
-    char *name;
-    const char *why; /* static text */
-} skipped;
-
-struct sresid_report {
-    int32_t source; /* 0 residual, 1 model */
-    int32_t layout;
-    sresid_report_opts o; /* resolved; o.ks points at ks, no callback */
-    int32_t ks[MAX_KS];
-    rtensor *t;
-    size_t nt;
-    group groups[NGROUPS];
-    layer *layers;
-    size_t nlayers;
-    sresid_correlation_report *pairs, *lcorr;
-    size_t npairs, nlcorr;
-    skipped *skip;
-    size_t nskip;
-};
 
 /* ---- seeds ---- */
 
@@ -104,43 +53,43 @@ static const int32_t default_ks[] = {2, 4, 8, 16};
 
 static sresid_status resolve_opts(const sresid_report_opts *opts, sresid_report *r)
 {
-    static const char what[] = "sresid_report";
+    static const char fn[] = "sresid_report";
     sresid_report_opts o;
-    sresid_status st = sresid__read_opts(&o, sizeof o, opts, what);
+    sresid_status st = sresid__read_opts(&o, sizeof o, opts, fn);
     if (st)
         return st;
     if (o.probes & ~SRESID_PROBE_ALL)
-        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: unknown probe bits 0x%x", what,
+        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: unknown probe bits 0x%x", fn,
                             (unsigned)(o.probes & ~SRESID_PROBE_ALL));
     if (o.kinds & ~((1u << SRESID_KIND_COUNT) - 1))
-        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: unknown kind bits 0x%x", what,
+        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: unknown kind bits 0x%x", fn,
                             (unsigned)o.kinds);
     if (o.flags & ~SRESID_REPORT_FAIL_NONFINITE)
-        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: unknown flags 0x%x", what,
+        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: unknown flags 0x%x", fn,
                             (unsigned)o.flags);
     if (o.bins < 0 || o.bins > MAX_BINS)
-        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: bins %d is not in [1, %d]", what,
+        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: bins %d is not in [1, %d]", fn,
                             (int)o.bins, MAX_BINS);
     if (!(o.band >= 0 && o.band <= 1)) /* also NaN */
-        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: band %g is not in (0, 1]", what, o.band);
+        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: band %g is not in (0, 1]", fn, o.band);
     if (o.null_draws < 0 || o.null_draws > MAX_DRAWS)
-        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: null_draws %d is not in [0, %d]", what,
+        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: null_draws %d is not in [0, %d]", fn,
                             (int)o.null_draws, MAX_DRAWS);
     if (o.threads < 0 || o.threads > 4096)
-        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: threads %d is not in [0, 4096]", what,
+        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: threads %d is not in [0, 4096]", fn,
                             (int)o.threads);
     if (!o.ks && o.nks)
-        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: ks is NULL but nks is %zu", what,
+        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: ks is NULL but nks is %zu", fn,
                             o.nks);
     if (o.ks && (o.nks == 0 || o.nks > MAX_KS))
-        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: nks %zu is not in [1, %d]", what,
+        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: nks %zu is not in [1, %d]", fn,
                             o.nks, MAX_KS);
     const int32_t *ks = o.ks ? o.ks : default_ks;
     size_t nks = o.ks ? o.nks : sizeof default_ks / sizeof default_ks[0];
     for (size_t i = 0; i < nks; i++) {
         if (ks[i] < 1 || ks[i] > 65536)
             return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: ks[%zu] = %d is not in [1, 65536]",
-                                what, i, (int)ks[i]);
+                                fn, i, (int)ks[i]);
         r->ks[i] = ks[i];
     }
     o.size = sizeof o;
@@ -219,14 +168,14 @@ static sresid_status get_buf(worker *w, int k, float **out)
     return SRESID_OK;
 }
 
-static sresid_status read_tensor(const run *u, const rtensor *t, float *dst)
+static sresid_status read_tensor(const run *u, const sresid__rtensor *t, float *dst)
 {
     sresid_status st = u->res ? sresid_residual_read(u->res, t->src, dst, u->cap ? u->cap : 1)
                               : sresid_model_read_f32(u->model, t->src, dst, u->cap ? u->cap : 1);
     return st;
 }
 
-static sresid_status probe_fail(sresid_status st, const rtensor *t, const char *probe)
+static sresid_status probe_fail(sresid_status st, const sresid__rtensor *t, const char *probe)
 {
     return sresid__fail(st, "tensor '%s': %s: %s", t->name, probe, sresid_last_error());
 }
@@ -258,7 +207,7 @@ static sresid_status entropy_of(const float *x, size_t n, const sresid_moments *
     return st;
 }
 
-static sresid_status matrix_probes(const run *u, rtensor *t, const float *x)
+static sresid_status matrix_probes(const run *u, sresid__rtensor *t, const float *x)
 {
     sresid_tensor_report *f = &t->fig;
     const sresid_report_opts *o = &u->r->o;
@@ -309,7 +258,7 @@ static sresid_status matrix_probes(const run *u, rtensor *t, const float *x)
 static sresid_status probe_tensor(worker *w, size_t j)
 {
     run *u = w->u;
-    rtensor *t = &u->r->t[j];
+    sresid__rtensor *t = &u->r->t[j];
     sresid_tensor_report *f = &t->fig;
     const sresid_report_opts *o = &u->r->o;
     float *x = NULL;
@@ -370,7 +319,7 @@ static sresid_status probe_tensor(worker *w, size_t j)
 static sresid_status pool_tensor(worker *w, size_t j)
 {
     run *u = w->u;
-    const rtensor *t = &u->r->t[j];
+    const sresid__rtensor *t = &u->r->t[j];
     if (t->mom.count == 0)
         return SRESID_OK;
     size_t slots[3] = {(size_t)t->fig.kind, SLOT_ALL, SIZE_MAX}, ns = 0;
@@ -407,7 +356,7 @@ static sresid_status correlate(worker *w, size_t j)
 {
     run *u = w->u;
     cjob *c = &u->cj[j];
-    const rtensor *a = &u->r->t[c->a], *b = &u->r->t[c->b];
+    const sresid__rtensor *a = &u->r->t[c->a], *b = &u->r->t[c->b];
     float *x = NULL, *y = NULL;
     sresid_status st = get_buf(w, 0, &x);
     if (!st)
@@ -516,7 +465,7 @@ static void fig_init(sresid_tensor_report *f)
     f->lowfreq_null_mean = f->lowfreq_null_std = f->lowfreq_null_z = NAN;
 }
 
-static void group_init(group *g)
+static void group_init(sresid__rgroup *g)
 {
     sresid_moments_init(&g->mom);
     g->tensors = g->matrices = 0;
@@ -551,14 +500,14 @@ static sresid_status add_skipped(sresid_report *r, size_t cap, const char *name,
     char *s = strdup(name);
     if (!s)
         return nomem();
-    r->skip[r->nskip++] = (skipped){s, why};
+    r->skip[r->nskip++] = (sresid__rskipped){s, why};
     return SRESID_OK;
 }
 
 /* Append a tensor to the report from its model facts. */
 static sresid_status add_tensor(sresid_report *r, const sresid_tensor_info *info, size_t src)
 {
-    rtensor *t = &r->t[r->nt];
+    sresid__rtensor *t = &r->t[r->nt];
     memset(t, 0, sizeof *t);
     t->name = strdup(info->name);
     t->role = strdup(info->role);
@@ -732,15 +681,15 @@ static sresid_status find_layers(sresid_report *r)
 /* Sorting tensors by (role, layer) puts each role's layers side by side. */
 static int cmp_role_layer(const void *a, const void *b, void *ctx)
 {
-    const rtensor *t = ctx;
-    const rtensor *x = &t[*(const size_t *)a], *y = &t[*(const size_t *)b];
+    const sresid__rtensor *t = ctx;
+    const sresid__rtensor *x = &t[*(const size_t *)a], *y = &t[*(const size_t *)b];
     int c = strcmp(x->role, y->role);
     if (c)
         return c;
     return (x->fig.layer > y->fig.layer) - (x->fig.layer < y->fig.layer);
 }
 
-static bool same_shape(const rtensor *a, const rtensor *b)
+static bool same_shape(const sresid__rtensor *a, const sresid__rtensor *b)
 {
     if (a->fig.ndim != b->fig.ndim)
         return false;
@@ -752,7 +701,7 @@ static bool same_shape(const rtensor *a, const rtensor *b)
 
 static int cmp_cjob(const void *pa, const void *pb, void *ctx)
 {
-    const rtensor *t = ctx;
+    const sresid__rtensor *t = ctx;
     const cjob *a = pa, *b = pb;
     int32_t la = t[a->a].fig.layer, lb = t[b->a].fig.layer;
     if (la != lb)
@@ -779,7 +728,7 @@ static sresid_status plan_correlation(run *u)
             idx[n++] = i;
     qsort_r(idx, n, sizeof *idx, cmp_role_layer, r->t);
     for (size_t i = 0; i + 1 < n; i++) {
-        const rtensor *a = &r->t[idx[i]], *b = &r->t[idx[i + 1]];
+        const sresid__rtensor *a = &r->t[idx[i]], *b = &r->t[idx[i + 1]];
         if (strcmp(a->role, b->role) == 0 && b->layer_slot == a->layer_slot + 1 &&
             same_shape(a, b))
             u->cj[u->ncj++] = (cjob){idx[i], idx[i + 1], NAN};
@@ -792,7 +741,7 @@ static sresid_status plan_correlation(run *u)
             size_t e = i + 1;
             while (e < n && strcmp(r->t[idx[e]].role, r->t[idx[i]].role) == 0)
                 e++;
-            const rtensor *a = &r->t[idx[i]], *b = &r->t[idx[e - 1]];
+            const sresid__rtensor *a = &r->t[idx[i]], *b = &r->t[idx[e - 1]];
             if (a->layer_slot == 0 && b->layer_slot == last && same_shape(a, b))
                 u->cj[u->ncj++] = (cjob){idx[i], idx[e - 1], NAN};
             i = e;
@@ -819,7 +768,7 @@ static sresid_status finish_correlation(run *u)
             .layer_b = r->layers[i + 1 < nl ? i + 1 : nl - 1].layer};
     for (size_t j = 0; j < u->ncj; j++) {
         const cjob *c = &u->cj[j];
-        const rtensor *a = &r->t[c->a], *b = &r->t[c->b];
+        const sresid__rtensor *a = &r->t[c->a], *b = &r->t[c->b];
         bool adjacent = j < u->nadjacent;
         if (adjacent)
             r->pairs[r->npairs++] = (sresid_correlation_report){
@@ -839,7 +788,7 @@ static sresid_status finish_correlation(run *u)
     return SRESID_OK;
 }
 
-static void merge_into(group *g, const rtensor *t)
+static void merge_into(sresid__rgroup *g, const sresid__rtensor *t)
 {
     sresid_moments_merge(&g->mom, &t->mom);
     g->tensors++;
@@ -849,7 +798,7 @@ static void merge_into(group *g, const rtensor *t)
     }
 }
 
-static group *slot_group(sresid_report *r, size_t s)
+static sresid__rgroup *slot_group(sresid_report *r, size_t s)
 {
     return s < NGROUPS ? &r->groups[s] : &r->layers[s - NGROUPS].g;
 }
@@ -863,7 +812,7 @@ static sresid_status plan_pool(run *u)
     if (!u->lo || !u->hi)
         return nomem();
     for (size_t s = 0; s < u->nslots; s++) {
-        const group *g = slot_group(r, s);
+        const sresid__rgroup *g = slot_group(r, s);
         u->lo[s] = g->mom.count ? g->mom.min : 0;
         u->hi[s] = g->mom.count ? g->mom.max : 0;
     }
@@ -930,7 +879,7 @@ static sresid_status finish_pool(run *u)
 {
     sresid_report *r = u->r;
     for (size_t s = 0; s < u->nslots; s++) {
-        group *g = slot_group(r, s);
+        sresid__rgroup *g = slot_group(r, s);
         if (g->mom.count == 0)
             continue;
         if (!(u->lo[s] < u->hi[s])) {
@@ -958,7 +907,7 @@ static sresid_status finish_pool(run *u)
         g->random_bits = baseline_of(u, g->mom.count);
     }
     for (size_t i = 0; i < r->nt; i++) {
-        rtensor *t = &r->t[i];
+        sresid__rtensor *t = &r->t[i];
         if (t->mom.count && t->mom.min < t->mom.max)
             t->fig.entropy_random_bits = baseline_of(u, t->mom.count);
     }
@@ -1020,7 +969,7 @@ static sresid_status build(run *u)
     for (int g = 0; g < NGROUPS; g++)
         group_init(&r->groups[g]);
     for (size_t i = 0; i < r->nt; i++) { /* in tensor order: reproducible sums */
-        const rtensor *t = &r->t[i];
+        const sresid__rtensor *t = &r->t[i];
         merge_into(&r->groups[t->fig.kind], t);
         merge_into(&r->groups[SLOT_ALL], t);
         if (t->layer_slot != SIZE_MAX)
@@ -1099,219 +1048,3 @@ sresid_status sresid_report_model(const sresid_model *model, const sresid_report
 }
 
 /* ---- accessors ---- */
-
-size_t sresid_report_tensor_count(const sresid_report *r)
-{
-    return r ? r->nt : 0;
-}
-
-/* Output structs: size must cover the 1.0 struct; write min(size, sizeof). */
-#define CHECK_OUT(out, what)                                                                   \
-    do {                                                                                       \
-        if (!(out) || (out)->size < sizeof *(out))                                             \
-            return sresid__fail(SRESID_ERR_INVALID_ARG,                                        \
-                                "%s: out is NULL or its size is too small", what);             \
-    } while (0)
-
-static void copy_out(void *out, const void *v, size_t vsize)
-{
-    size_t size;
-    memcpy(&size, out, sizeof size);
-    memcpy(out, v, size < vsize ? size : vsize);
-    memcpy(out, &size, sizeof size); /* keep the caller's size */
-}
-
-sresid_status sresid_report_tensor(const sresid_report *r, size_t i, sresid_tensor_report *out)
-{
-    static const char what[] = "sresid_report_tensor";
-    if (!r)
-        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: report is NULL", what);
-    CHECK_OUT(out, what);
-    if (i >= r->nt)
-        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: index %zu out of range (%zu tensors)",
-                            what, i, r->nt);
-    copy_out(out, &r->t[i].fig, sizeof r->t[i].fig);
-    return SRESID_OK;
-}
-
-sresid_status sresid_report_tensor_kmeans(const sresid_report *r, size_t i, size_t j,
-                                          sresid_kmeans_result *out)
-{
-    static const char what[] = "sresid_report_tensor_kmeans";
-    if (!r)
-        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: report is NULL", what);
-    CHECK_OUT(out, what);
-    if (i >= r->nt || j >= r->o.nks)
-        return sresid__fail(SRESID_ERR_INVALID_ARG,
-                            "%s: index (%zu, %zu) out of range (%zu tensors, %zu K values)",
-                            what, i, j, r->nt, r->o.nks);
-    sresid_kmeans_result v = {.size = sizeof v, .k = r->ks[j], .explained = NAN,
-                              .explained_random = NAN, .difference = NAN};
-    if (r->t[i].km)
-        v = r->t[i].km[j];
-    copy_out(out, &v, sizeof v);
-    return SRESID_OK;
-}
-
-static double stat_or_nan(const sresid_report *r, double v)
-{
-    return (r->o.probes & SRESID_PROBE_MOMENTS) ? v : NAN;
-}
-
-static void group_stats(const group *g, sresid_moment_stats *ms)
-{
-    memset(ms, 0, sizeof *ms);
-    ms->size = sizeof *ms;
-    if (sresid_moments_stats(&g->mom, ms) != SRESID_OK)
-        ms->mean = ms->variance = ms->skewness = ms->kurtosis = ms->min = ms->max = NAN;
-}
-
-sresid_status sresid_report_group(const sresid_report *r, int32_t group_id,
-                                  sresid_group_report *out)
-{
-    static const char what[] = "sresid_report_group";
-    if (!r)
-        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: report is NULL", what);
-    CHECK_OUT(out, what);
-    if (group_id != SRESID_GROUP_ALL && (group_id < 0 || group_id >= SRESID_KIND_COUNT))
-        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: unknown group %d", what, (int)group_id);
-    const group *g = &r->groups[group_id == SRESID_GROUP_ALL ? SLOT_ALL : (size_t)group_id];
-    sresid_moment_stats ms;
-    group_stats(g, &ms);
-    sresid_group_report v = {.size = sizeof v,
-                             .group = group_id,
-                             .tensors = g->tensors,
-                             .count = g->mom.count,
-                             .nonfinite = g->mom.nonfinite,
-                             .mean = stat_or_nan(r, ms.mean),
-                             .variance = stat_or_nan(r, ms.variance),
-                             .skewness = stat_or_nan(r, ms.skewness),
-                             .kurtosis = stat_or_nan(r, ms.kurtosis),
-                             .entropy_bits = g->bits,
-                             .entropy_random_bits = g->random_bits,
-                             .mean_pr = g->matrices ? g->pr_sum / (double)g->matrices : NAN,
-                             .matrices = g->matrices};
-    copy_out(out, &v, sizeof v);
-    return SRESID_OK;
-}
-
-size_t sresid_report_layer_count(const sresid_report *r)
-{
-    return r ? r->nlayers : 0;
-}
-
-sresid_status sresid_report_layer(const sresid_report *r, size_t i, sresid_layer_report *out)
-{
-    static const char what[] = "sresid_report_layer";
-    if (!r)
-        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: report is NULL", what);
-    CHECK_OUT(out, what);
-    if (i >= r->nlayers)
-        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: index %zu out of range (%zu layers)", what,
-                            i, r->nlayers);
-    const group *g = &r->layers[i].g;
-    sresid_moment_stats ms;
-    group_stats(g, &ms);
-    sresid_layer_report v = {.size = sizeof v,
-                             .layer = r->layers[i].layer,
-                             .tensors = g->tensors,
-                             .count = g->mom.count,
-                             .kurtosis = stat_or_nan(r, ms.kurtosis),
-                             .entropy_bits = g->bits,
-                             .entropy_random_bits = g->random_bits};
-    copy_out(out, &v, sizeof v);
-    return SRESID_OK;
-}
-
-size_t sresid_report_pair_count(const sresid_report *r)
-{
-    return r ? r->npairs : 0;
-}
-
-sresid_status sresid_report_pair(const sresid_report *r, size_t i, sresid_correlation_report *out)
-{
-    static const char what[] = "sresid_report_pair";
-    if (!r)
-        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: report is NULL", what);
-    CHECK_OUT(out, what);
-    if (i >= r->npairs)
-        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: index %zu out of range (%zu pairs)", what,
-                            i, r->npairs);
-    copy_out(out, &r->pairs[i], sizeof r->pairs[i]);
-    return SRESID_OK;
-}
-
-size_t sresid_report_layer_correlation_count(const sresid_report *r)
-{
-    return r ? r->nlcorr : 0;
-}
-
-sresid_status sresid_report_layer_correlation(const sresid_report *r, size_t i,
-                                              sresid_correlation_report *out)
-{
-    static const char what[] = "sresid_report_layer_correlation";
-    if (!r)
-        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: report is NULL", what);
-    CHECK_OUT(out, what);
-    if (i >= r->nlcorr)
-        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: index %zu out of range (%zu entries)",
-                            what, i, r->nlcorr);
-    copy_out(out, &r->lcorr[i], sizeof r->lcorr[i]);
-    return SRESID_OK;
-}
-
-/* ---- for report_json.c ---- */
-
-int32_t sresid__report_source(const sresid_report *r)
-{
-    return r->source;
-}
-
-int32_t sresid__report_layout(const sresid_report *r)
-{
-    return r->layout;
-}
-
-const sresid_report_opts *sresid__report_opts(const sresid_report *r)
-{
-    return &r->o;
-}
-
-const int64_t *sresid__report_shape(const sresid_report *r, size_t i)
-{
-    return r->t[i].shape;
-}
-
-/* Moment statistics (min and max included) of tensor i (what 0), group i
- * (what 1: a kind, or SRESID_KIND_COUNT for all) or layer i (what 2). */
-bool sresid__report_stats(const sresid_report *r, int what, size_t i, sresid_moment_stats *out)
-{
-    group tmp;
-    const group *g;
-    if (what == 0) {
-        if (i >= r->nt)
-            return false;
-        tmp.mom = r->t[i].mom;
-        g = &tmp;
-    } else if (what == 1) {
-        if (i >= NGROUPS)
-            return false;
-        g = &r->groups[i];
-    } else {
-        if (i >= r->nlayers)
-            return false;
-        g = &r->layers[i].g;
-    }
-    group_stats(g, out);
-    return true;
-}
-
-size_t sresid__report_skipped(const sresid_report *r, size_t i, const char **name,
-                              const char **why)
-{
-    if (i < r->nskip) {
-        *name = r->skip[i].name;
-        *why = r->skip[i].why;
-    }
-    return r->nskip;
-}

@@ -253,8 +253,9 @@ static sresid_status get_block(const builder *bd, worker *w, size_t i, uint64_t 
     return SRESID_OK;
 }
 
-/* One counting pass of a selection over pair i. */
-static sresid_status feed(const builder *bd, worker *w, sresid__sel *sel, size_t i)
+/* Every block of pair i's residual, in order, through each(ctx, r, len). */
+static sresid_status walk(const builder *bd, worker *w, size_t i,
+                          void (*each)(void *ctx, const float *r, size_t len), void *ctx)
 {
     uint64_t n = (uint64_t)pair_tensor(bd, i, false)->numel;
     for (uint64_t off = 0; off < n; off += BLOCK) {
@@ -263,26 +264,41 @@ static sresid_status feed(const builder *bd, worker *w, sresid__sel *sel, size_t
         sresid_status st = get_block(bd, w, i, off, len, false, &r);
         if (st)
             return st;
-        sresid__sel_feed(sel, r, len);
+        each(ctx, r, len);
     }
     return SRESID_OK;
+}
+
+static void feed_block(void *sel, const float *r, size_t len)
+{
+    sresid__sel_feed(sel, r, len);
+}
+
+/* One counting pass of a selection over pair i. */
+static sresid_status feed(const builder *bd, worker *w, sresid__sel *sel, size_t i)
+{
+    return walk(bd, w, i, feed_block, sel);
+}
+
+typedef struct equal_count {
+    float threshold;
+    uint64_t n;
+} equal_count;
+
+static void count_block(void *ctx, const float *r, size_t len)
+{
+    equal_count *c = ctx;
+    for (size_t j = 0; j < len; j++)
+        c->n += fabsf(r[j]) == c->threshold;
 }
 
 /* The tie pass: how many entries of pair i lie exactly at the threshold. */
 static sresid_status count_equal(const builder *bd, worker *w, size_t i)
 {
-    uint64_t n = (uint64_t)pair_tensor(bd, i, false)->numel, c = 0;
-    for (uint64_t off = 0; off < n; off += BLOCK) {
-        size_t len = n - off < BLOCK ? (size_t)(n - off) : BLOCK;
-        const float *r;
-        sresid_status st = get_block(bd, w, i, off, len, false, &r);
-        if (st)
-            return st;
-        for (size_t j = 0; j < len; j++)
-            c += fabsf(r[j]) == bd->threshold;
-    }
-    bd->equal[i] = c;
-    return SRESID_OK;
+    equal_count c = {bd->threshold, 0};
+    sresid_status st = walk(bd, w, i, count_block, &c);
+    bd->equal[i] = c.n;
+    return st;
 }
 
 /* Low part of an F32 value. r = trained - base rounded to float32 misses
