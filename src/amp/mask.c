@@ -610,12 +610,10 @@ sresid_status sresid_mask_save(const sresid_mask *mask, const char *path,
 sresid_status sresid_mask_load(const char *path, sresid_mask **out)
 {
     static const char fn[] = "sresid_mask_load";
-    if (!path || !out)
-        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: %s is NULL", fn, !path ? "path" : "out");
     sresid_model *model = NULL;
-    sresid_status st = sresid_model_open(path, NULL, &model);
+    sresid_status st = sresid__meta_open(path, out, fn, &model);
     if (st)
-        return sresid__fail(st, "%s: %s", fn, sresid_last_error());
+        return st;
     uint64_t n = 0;
     sresid_mask *m = NULL;
     uint8_t *bytes = NULL;

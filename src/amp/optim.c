@@ -464,12 +464,10 @@ static sresid_status read_state(const sresid_model *model, const char *path, con
 sresid_status sresid_optim_load(const char *path, sresid_optim **out)
 {
     static const char fn[] = "sresid_optim_load";
-    if (!path || !out)
-        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: %s is NULL", fn, !path ? "path" : "out");
     sresid_model *model = NULL;
-    sresid_status st = sresid_model_open(path, NULL, &model);
+    sresid_status st = sresid__meta_open(path, out, fn, &model);
     if (st)
-        return sresid__fail(st, "%s: %s", fn, sresid_last_error());
+        return st;
     sresid_optim *p = NULL;
     const char *s;
     sresid_optim_opts o = {.size = sizeof o};

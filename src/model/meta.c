@@ -20,6 +20,17 @@ sresid_status sresid__meta_get(const sresid_model *m, const char *path, const ch
     return SRESID_OK;
 }
 
+sresid_status sresid__meta_open(const char *path, const void *out, const char *fn,
+                                sresid_model **model)
+{
+    if (!path || !out)
+        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: %s is NULL", fn, !path ? "path" : "out");
+    sresid_status st = sresid_model_open(path, NULL, model);
+    if (st)
+        return sresid__fail(st, "%s: %s", fn, sresid_last_error());
+    return SRESID_OK;
+}
+
 sresid_status sresid__meta_format(const sresid_model *m, const char *path, const char *format,
                                   const char *version_key, const char *version, const char *what)
 {

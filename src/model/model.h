@@ -111,6 +111,11 @@ sresid_status sresid__tensor_hash(const sresid_model *m, size_t index, char hex[
 /* The value of key; METADATA when it is missing. */
 sresid_status sresid__meta_get(const sresid_model *m, const char *path, const char *key,
                                const char **out);
+/* Open path, one of the library's own files, for fn: INVALID_ARG when path
+ * or out (the caller's out-parameter) is NULL, else the open's status with
+ * fn before its message. */
+sresid_status sresid__meta_open(const char *path, const void *out, const char *fn,
+                                sresid_model **model);
 /* The format tag ("format") and version (version_key) of one of the
  * library's own files, what ("score mask", ...) naming it in messages:
  * METADATA when the tag is missing or another, or the version is missing

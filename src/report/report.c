@@ -207,6 +207,25 @@ static sresid_status entropy_of(const float *x, size_t n, const sresid_moments *
     return st;
 }
 
+/* The permutation null of one matrix probe: its mean, std and z. */
+static sresid_status null_of(const run *u, const sresid__rtensor *t, const float *x, int32_t probe,
+                             int which_seed, const char *label, double *mean, double *std,
+                             double *z)
+{
+    const sresid_report_opts *o = &u->r->o;
+    int64_t m = t->fig.rows, n = t->fig.cols;
+    sresid_null_result nr = {.size = sizeof nr};
+    sresid_status st = sresid_permutation_null(probe, x, m, n, n,
+                                               probe == SRESID_PROBE_LOWFREQ ? o->band : 0,
+                                               o->null_draws, sub_seed(t->seed, which_seed), &nr);
+    if (st)
+        return probe_fail(st, t, label);
+    *mean = nr.mean;
+    *std = nr.std;
+    *z = nr.z;
+    return SRESID_OK;
+}
+
 static sresid_status matrix_probes(const run *u, sresid__rtensor *t, const float *x)
 {
     sresid_tensor_report *f = &t->fig;
@@ -231,26 +250,14 @@ static sresid_status matrix_probes(const run *u, sresid__rtensor *t, const float
         if (st)
             return probe_fail(st, t, "k-means");
     }
-    if (o->null_draws > 0 && probe_on(u, SRESID_PROBE_PR)) {
-        sresid_null_result nr = {.size = sizeof nr};
-        st = sresid_permutation_null(SRESID_PROBE_PR, x, m, n, n, 0, o->null_draws,
-                                     sub_seed(t->seed, SEED_NULL_PR), &nr);
-        if (st)
-            return probe_fail(st, t, "participation ratio null");
-        f->pr_null_mean = nr.mean;
-        f->pr_null_std = nr.std;
-        f->pr_null_z = nr.z;
-    }
-    if (o->null_draws > 0 && probe_on(u, SRESID_PROBE_LOWFREQ)) {
-        sresid_null_result nr = {.size = sizeof nr};
-        st = sresid_permutation_null(SRESID_PROBE_LOWFREQ, x, m, n, n, o->band, o->null_draws,
-                                     sub_seed(t->seed, SEED_NULL_LOWFREQ), &nr);
-        if (st)
-            return probe_fail(st, t, "low-frequency null");
-        f->lowfreq_null_mean = nr.mean;
-        f->lowfreq_null_std = nr.std;
-        f->lowfreq_null_z = nr.z;
-    }
+    if (o->null_draws > 0 && probe_on(u, SRESID_PROBE_PR) &&
+        (st = null_of(u, t, x, SRESID_PROBE_PR, SEED_NULL_PR, "participation ratio null",
+                      &f->pr_null_mean, &f->pr_null_std, &f->pr_null_z)))
+        return st;
+    if (o->null_draws > 0 && probe_on(u, SRESID_PROBE_LOWFREQ) &&
+        (st = null_of(u, t, x, SRESID_PROBE_LOWFREQ, SEED_NULL_LOWFREQ, "low-frequency null",
+                      &f->lowfreq_null_mean, &f->lowfreq_null_std, &f->lowfreq_null_z)))
+        return st;
     return SRESID_OK;
 }
 
