@@ -6,7 +6,7 @@
  * U^T C = 0, |R|^2 = |A|^2 + |C|^2 and U^T R V = A exactly.
  *
  * Most cases run on amps assembled here from a known basis (struct
- * sresid_amp of src/internal.h), so the share's closed form does not lean on
+ * sresid_amp of src/util/util.h), so the share's closed form does not lean on
  * the SVD; the last ones go through sresid_amp_create. */
 #include <math.h>
 #include <stdlib.h>

@@ -66,6 +66,17 @@ paired = [k for k in b if k in t and b[k].size == t[k].size and hb[k]["shape"] =
 len(paired) == 47 and all((o[k].view("u4") == t[k].view("u4")).all() for k in paired) and all((o[k] == b[k]).all() for k in b if k not in paired) and ho.get("__metadata__") == hb.get("__metadata__")
 ' "$BASE" "$TRAINED" "$TMP/applied.safetensors"
 
+# ---- --threads: the same bytes for 1 and 3 workers ----
+for th in 1 3; do
+    run_with "$COMPRESS" th$th "$BASE" "$TRAINED" -o "$TMP/th$th.safetensors" --keep 0.05 \
+        --skip-mismatched --threads $th
+done
+check "--threads 1 and --threads 3 exit 0 and write the same bytes" sh -c \
+    "[ \$(cat $TMP/th1.rc) -eq 0 ] && [ \$(cat $TMP/th3.rc) -eq 0 ] && cmp -s $TMP/th1.safetensors $TMP/th3.safetensors"
+run_with "$COMPRESS" th0 "$BASE" "$TRAINED" -o "$TMP/th0.safetensors" --threads 0
+check "--threads 0 is a usage error (exit 2), nothing written" sh -c \
+    "[ \$(cat $TMP/th0.rc) -eq 2 ] && [ ! -e $TMP/th0.safetensors ] && grep -q -- '--threads' $TMP/th0.err"
+
 # ---- 10 %: the delta's structure, the JSON report ----
 D10=$TMP/top10.safetensors
 run_with "$COMPRESS" top10 "$BASE" "$TRAINED" -o "$D10" --keep 0.1 --skip-mismatched --json "$TMP/top10.json" --tensors

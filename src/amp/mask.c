@@ -1,7 +1,7 @@
 /* Masks: bitsets over n entries, entry i at bit i % 64 of word i / 64, the
  * bits past n always clear (so counts and set operations need no care at
  * the end). Selection by magnitude goes through the streaming radix
- * selection of select.c, one segment at a time; random masks through
+ * selection of util/topk.c, one segment at a time; random masks through
  * selection sampling on the library's xoshiro256**. */
 #include <math.h>
 #include <stdio.h>
