@@ -22,6 +22,7 @@ typedef struct jctx {
     const long *sleep_us;          /* per-job delay before returning */
     atomic_int max_worker;
     bool poll_stop;                /* jobs loop until sresid__job_stopping() */
+    const unsigned char *poll;     /* or only these jobs do */
     atomic_int saw_stop;
 } jctx;
 
@@ -41,7 +42,7 @@ static sresid_status job(void *ctx, size_t j, int worker)
     int m = atomic_load(&c->max_worker);
     while (worker > m && !atomic_compare_exchange_weak(&c->max_worker, &m, worker))
         ;
-    if (c->poll_stop) {
+    if (c->poll_stop || (c->poll && c->poll[j])) {
         for (int i = 0; i < 5000 && !sresid__job_stopping(); i++)
             nap(1000);
         if (sresid__job_stopping())
@@ -189,6 +190,40 @@ START_TEST(interrupt_stops_between_and_inside_jobs)
 }
 END_TEST
 
+/* A higher job id running beside a failing lower one stops early, and its
+ * own status is not what the run returns. */
+START_TEST(higher_jobs_stop_after_a_lower_failure)
+{
+    unsigned char fail[2] = {1, 0}, poll[2] = {0, 1};
+    long sleep_us[2] = {30000, 0};
+    uint64_t cost[2] = {1, 2}; /* job 1 starts first and waits */
+    jctx c = {.njobs = 2, .fail = fail, .poll = poll, .sleep_us = sleep_us};
+    sresid__plan p = {.njobs = 2, .cost = cost, .workers = 2, .blas_threads = 1, .run = job,
+                      .ctx = &c};
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    ck_assert_status(sresid__plan_run(&p), SRESID_ERR_NONFINITE);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    ck_assert_str_eq(sresid_last_error(), "job 0 failed");
+    ck_assert_int_eq(atomic_load(&c.saw_stop), 1);
+    ck_assert_double_lt((double)(t1.tv_sec - t0.tv_sec), 4.0); /* not the 5 s wait */
+
+    /* an interrupt wins over a failure: job 0 fails, then the poll before
+     * job 1 stops the run */
+    unsigned char fail2[3] = {1, 0, 0};
+    long sleep2[3] = {0, 0, 0};
+    jctx d = {.njobs = 3, .fail = fail2, .sleep_us = sleep2};
+    plog l = {0, 0, true, true, true, pthread_self(), 0, 0, 2};
+    sresid__plan q = {.njobs = 3, .workers = 1, .blas_threads = 1, .run = job, .ctx = &d,
+                      .progress = on_progress, .progress_user = &l, .label = label,
+                      .progress_total = 110, .interrupt = interrupt, .interrupt_user = &l};
+    ck_assert_status(sresid__plan_run(&q), SRESID_ERR_INVALID_ARG);
+    ck_assert_str_eq(sresid_last_error(), "stopped by the caller");
+    ck_assert_int_eq(atomic_load(&d.ran[0]), 1);
+    ck_assert_int_eq(atomic_load(&d.ran[1]), 0);
+}
+END_TEST
+
 START_TEST(only_and_partition)
 {
     uint64_t cost[9] = {10, 1, 7, 7, 3, 9, 2, 5, 4};
@@ -253,6 +288,7 @@ Suite *suite_jobs(void)
     tcase_add_test(tc, lowest_failing_id_wins);
     tcase_add_test(tc, progress_on_calling_thread);
     tcase_add_test(tc, interrupt_stops_between_and_inside_jobs);
+    tcase_add_test(tc, higher_jobs_stop_after_a_lower_failure);
     tcase_add_test(tc, only_and_partition);
     tcase_add_test(tc, thread_budget);
     suite_add_tcase(s, tc);

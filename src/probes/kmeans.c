@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "util/blas.h"
+#include "util/jobs.h"
 #include "util/util.h"
 
 /* The Gaussian baseline of sresid_kmeans_explained draws from this seed. */
@@ -312,6 +313,10 @@ static sresid_status kmeans_run(const float *x, int64_t rows, int64_t cols, int6
 
     int32_t it = 0;
     for (;;) {
+        if (sresid__job_stopping()) { /* inside a job whose result is not wanted */
+            st = sresid__job_stopped();
+            goto done;
+        }
         int64_t moved = assign(&w);
         it++;
         if (moved == 0)

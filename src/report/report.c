@@ -303,6 +303,8 @@ static sresid_status probe_tensor(worker *w, size_t j)
         if (st)
             return probe_fail(st, t, "entropy");
     }
+    if (sresid__job_stopping())
+        return sresid__job_stopped();
     /* Matrix probes need every value: a tensor with non-finite ones keeps
      * NaN figures there (its nonfinite count says why). */
     if (f->is_matrix && n > 0 && t->mom.nonfinite == 0) {

@@ -261,6 +261,8 @@ static sresid_status walk(const builder *bd, worker *w, size_t i,
     for (uint64_t off = 0; off < n; off += BLOCK) {
         size_t len = n - off < BLOCK ? (size_t)(n - off) : BLOCK;
         const float *r;
+        if (sresid__job_stopping())
+            return sresid__job_stopped();
         sresid_status st = get_block(bd, w, i, off, len, false, &r);
         if (st)
             return st;
@@ -371,6 +373,8 @@ static sresid_status collect(const builder *bd, worker *w, size_t i, enum keep_k
     for (uint64_t off = 0; off < n; off += BLOCK) {
         size_t len = n - off < BLOCK ? (size_t)(n - off) : BLOCK;
         const float *r;
+        if (sresid__job_stopping())
+            return sresid__job_stopped();
         sresid_status st = get_block(bd, w, i, off, len, need_bt, &r);
         if (st)
             return st;

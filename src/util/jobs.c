@@ -260,10 +260,11 @@ sresid_status sresid__plan_run(const sresid__plan *p)
     free(e.done);
     free(tid);
     free(args);
-    if (atomic_load(&e.fail_id) != SIZE_MAX)
-        return sresid__fail(e.fail_st, "%s", e.fail_msg);
+    /* an interrupt wins: jobs stopped early by it are not failures */
     if (atomic_load(&e.stop))
         return sresid__fail(e.int_st, "%s", e.int_msg);
+    if (atomic_load(&e.fail_id) != SIZE_MAX)
+        return sresid__fail(e.fail_st, "%s", e.fail_msg);
     return SRESID_OK;
 }
 
@@ -276,6 +277,11 @@ bool sresid__job_stopping(void)
     if (e->inline_run && elapsed_ns(&e->last_poll) >= POLL_NS)
         poll_interrupt(e);
     return atomic_load(&e->stop) || cur_job > atomic_load(&e->fail_id);
+}
+
+sresid_status sresid__job_stopped(void)
+{
+    return sresid__fail(SRESID_ERR_UNSUPPORTED, "job engine: job stopped early");
 }
 
 sresid_status sresid__plan_partition(const uint64_t *cost, size_t njobs, int nparts, int part,

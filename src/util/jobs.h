@@ -13,7 +13,8 @@
  *    stop early), jobs below f still run;
  *  - progress callbacks and the interrupt hook run on the calling thread
  *    only; an interrupt is honoured between jobs and, through
- *    sresid__job_stopping(), inside long jobs;
+ *    sresid__job_stopping(), inside long jobs; an interrupted run returns
+ *    the interrupt's status, whatever the jobs returned;
  *  - a plan can run a subset of its jobs (sresid__plan_partition picks one
  *    part of a cost-balanced split), so that a run can be spread over
  *    processes and merged by job id. */
@@ -65,6 +66,11 @@ sresid_status sresid__plan_run(const sresid__plan *p);
  * or a failure of a lower job id). A long job may poll it and return any
  * status early. Outside a job: false. */
 bool sresid__job_stopping(void);
+
+/* What a job returns when it stops early on sresid__job_stopping(): a
+ * status the engine never reports (the run's result is the interrupt's or
+ * a lower job's failure). */
+sresid_status sresid__job_stopped(void);
 
 /* Cost-balanced split of njobs jobs into nparts parts (longest processing
  * time first: jobs by cost descending, ties by id, each to the part with
