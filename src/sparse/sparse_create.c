@@ -486,13 +486,9 @@ static sresid_status describe(const builder *bd, size_t i, sresid__sp_tensor *t)
 
 static sresid_status check_opts(const sresid_sparse_opts *opts, sresid_sparse_opts *o)
 {
-    sresid_status st = sresid__check_opts(opts, sizeof *opts, sizeof(size_t),
-                                          "sresid_sparse_create");
+    sresid_status st = sresid__read_opts(o, sizeof *o, opts, "sresid_sparse_create");
     if (st)
         return st;
-    memset(o, 0, sizeof *o);
-    if (opts)
-        memcpy(o, opts, opts->size < sizeof *o ? opts->size : sizeof *o);
     o->size = sizeof *o;
     if (!o->rule)
         o->rule = SRESID_SPARSE_TOP;

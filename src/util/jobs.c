@@ -109,10 +109,13 @@ static size_t take(engine *e)
 /* Run job j on this thread and record its outcome (mu not held). */
 static bool run_one(engine *e, size_t j, int worker)
 {
+    engine *outer = cur_engine; /* a job may run a plan of its own */
+    size_t outer_job = cur_job;
     cur_engine = e;
     cur_job = j;
     sresid_status st = e->p->run(e->p->ctx, j, worker);
-    cur_engine = NULL;
+    cur_engine = outer;
+    cur_job = outer_job;
     pthread_mutex_lock(&e->mu);
     if (st) {
         if (j < atomic_load(&e->fail_id)) {
