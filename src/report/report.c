@@ -1,8 +1,10 @@
 /* The residual report: every probe over a residual or one model, grouped by
  * tensor, kind, layer and overall.
  *
- * Tensors stream through per-thread buffers in up to three passes, each a
- * parallel loop over jobs whose completions the calling thread reports:
+ * Tensors stream through per-worker buffers in up to three passes, each a
+ * plan for the job engine (util/jobs.h), largest tensors first, progress
+ * reported on the calling thread, the first failing job in report order
+ * giving the error:
  *   1. per tensor: moments, entropy, sparsity, and for matrices PR,
  *      low-frequency power, k-means and the permutation nulls;
  *   2. per tensor again: pooled histograms of its kind, its layer and "all"
@@ -104,7 +106,7 @@ static sresid_status resolve_opts(const sresid_report_opts *opts, sresid_report 
     return SRESID_OK;
 }
 
-/* ---- the run: a parallel loop whose completions the caller's thread reports ---- */
+/* ---- the run: three plans for the job engine ---- */
 
 enum { PASS_PROBE, PASS_POOL, PASS_CORR };
 
