@@ -241,6 +241,48 @@ START_TEST(e4m3_all_patterns)
 }
 END_TEST
 
+/* ---- float32 to FP8: every code back, midpoints to even, hand cases ---- */
+
+START_TEST(f8_from_f32)
+{
+    for (int e4 = 0; e4 < 2; e4++) {
+        float (*dec)(uint8_t) = e4 ? sresid__e4m3_to_f32 : sresid__e5m2_to_f32;
+        uint8_t (*enc)(float) = e4 ? sresid__f32_to_e4m3 : sresid__f32_to_e5m2;
+        int max = e4 ? 0x7e : 0x7b;
+        for (int c = 0; c <= max; c++) {
+            for (int s = 0; s < 2; s++) {
+                uint8_t code = (uint8_t)(c | (s ? 0x80 : 0));
+                ck_assert_uint_eq(enc(dec(code)), code); /* every finite code back, -0 too */
+            }
+            if (c == max)
+                break;
+            /* the midpoint to the next code goes to the even one, a hair
+             * either side to the nearer one (midpoints are exact in double,
+             * then in float: F8 has 2-3 mantissa bits) */
+            double a = dec((uint8_t)c), b = dec((uint8_t)(c + 1)), mid = (a + b) / 2;
+            ck_assert_uint_eq(enc((float)mid), (c & 1) ? c + 1 : c);
+            ck_assert_uint_eq(enc(nextafterf((float)mid, 0)), c);
+            ck_assert_uint_eq(enc(nextafterf((float)mid, INFINITY)), c + 1);
+        }
+    }
+    /* by hand: E4M3 1.0 = 0x38, 1.0625 ties to 1.0 (even), 1.1 to 1.125 (0x39),
+     * 448 + 16 = 464 ties down to 448, 465 is NaN; E5M2 57344 + 4096 goes to Inf */
+    ck_assert_uint_eq(sresid__f32_to_e4m3(1.0f), 0x38);
+    ck_assert_uint_eq(sresid__f32_to_e4m3(1.0625f), 0x38);
+    ck_assert_uint_eq(sresid__f32_to_e4m3(1.1f), 0x39);
+    ck_assert_uint_eq(sresid__f32_to_e4m3(-1.1f), 0xb9);
+    ck_assert_uint_eq(sresid__f32_to_e4m3(464.0f), 0x7e);
+    ck_assert_uint_eq(sresid__f32_to_e4m3(465.0f), 0x7f);
+    ck_assert_uint_eq(sresid__f32_to_e4m3(-INFINITY), 0xff);
+    ck_assert_uint_eq(sresid__f32_to_e4m3(NAN), 0x7f);
+    ck_assert_uint_eq(sresid__f32_to_e4m3(0x1p-10f), 0x00); /* half the smallest: to even 0 */
+    ck_assert_uint_eq(sresid__f32_to_e5m2(57344.0f), 0x7b);
+    ck_assert_uint_eq(sresid__f32_to_e5m2(61440.0f), 0x7c);
+    ck_assert_uint_eq(sresid__f32_to_e5m2(-INFINITY), 0xfc);
+    ck_assert_uint_eq(sresid__f32_to_e5m2(1.0f), 0x3c);
+}
+END_TEST
+
 /* ---- float32 to narrow, round trips ---- */
 
 START_TEST(f16_bf16_round_trip)
@@ -616,6 +658,7 @@ Suite *suite_dtype(void)
     tcase_add_test(tc, f16_all_patterns);
     tcase_add_test(tc, bf16_all_patterns);
     tcase_add_test(tc, e5m2_all_patterns);
+    tcase_add_test(tc, f8_from_f32);
     tcase_add_test(tc, e4m3_all_patterns);
     suite_add_tcase(s, tc);
 

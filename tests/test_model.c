@@ -449,6 +449,27 @@ START_TEST(keep_pages_flag_same_data)
 }
 END_TEST
 
+/* A 0-element tensor of a model that keeps its pages has no data pointer:
+ * reading it is a no-op, with no pointer arithmetic on NULL (UBSan). */
+START_TEST(empty_tensor_keep_pages)
+{
+    const char *p = tu_path("empty.safetensors");
+    ck_assert_int_eq(tu_write_hex(p, "38000000000000007b2265223a7b226474797065223a22463332222c2273"
+                                     "68617065223a5b305d2c22646174615f6f666673657473223a5b302c30"
+                                     "5d7d7d2020"), 0);
+    for (uint32_t flags = 0; flags <= SRESID_OPEN_KEEP_PAGES; flags++) {
+        sresid_model_opts o = {.size = sizeof o, .flags = flags};
+        sresid_model *m;
+        ck_assert_ok(sresid_model_open(p, &o, &m));
+        float y[1] = {7};
+        ck_assert_ok(sresid_model_read_f32(m, 0, y, 1));
+        ck_assert_float_eq(y[0], 7); /* nothing written */
+        ck_assert_ok(sresid_model_read_f32(m, 0, NULL, 0));
+        sresid_model_free(m);
+    }
+}
+END_TEST
+
 /* A file cut short after opening: reads report IO instead of faulting. */
 START_TEST(file_shrinks_after_open)
 {
@@ -512,6 +533,7 @@ Suite *suite_model(void)
     tcase_add_test(tc, matrix_views);
     tcase_add_test(tc, kind_rules_override);
     tcase_add_test(tc, keep_pages_flag_same_data);
+    tcase_add_test(tc, empty_tensor_keep_pages);
     tcase_add_test(tc, file_shrinks_after_open);
     tcase_add_test(tc, fifo_refused);
     suite_add_tcase(s, tc);

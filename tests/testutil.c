@@ -61,6 +61,25 @@ const char *tu_fixture(const char *name)
     return b;
 }
 
+int tu_write_hex(const char *path, const char *hex)
+{
+    size_t n = strlen(hex) / 2;
+    unsigned char *b = malloc(n ? n : 1);
+    if (!b)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        unsigned v;
+        if (sscanf(hex + 2 * i, "%2x", &v) != 1) {
+            free(b);
+            return -1;
+        }
+        b[i] = (unsigned char)v;
+    }
+    int rc = tu_write_file(path, b, n);
+    free(b);
+    return rc;
+}
+
 int tu_write_file(const char *path, const void *data, size_t len)
 {
     FILE *f = fopen(path, "wb");

@@ -36,6 +36,8 @@ const char *tu_path(const char *name);
 const char *tu_fixture(const char *name);
 /* Write bytes to a file; returns 0 on success. */
 int tu_write_file(const char *path, const void *data, size_t len);
+/* Write the bytes a hex string spells (no separators); returns 0 on success. */
+int tu_write_hex(const char *path, const char *hex);
 /* Read a whole file (malloc'd); returns NULL on failure. */
 unsigned char *tu_read_file(const char *path, size_t *len);
 /* Write a safetensors file from a JSON header text and a data section. */

@@ -171,6 +171,26 @@ if [ -w /dev/full ]; then
     check "... saying so" grep -q "error writing the output" "$TMP/full.err"
 fi
 
+# ---- --keep 1 reproduces TRAINED exactly: F8 tensors (unchanged or not), an empty name ----
+F8BASE=78000000000000007b2277223a7b226474797065223a22463332222c227368617065223a5b345d2c22646174615f6f666673657473223a5b302c31365d7d2c2271223a7b226474797065223a2246385f45344d33222c227368617065223a5b345d2c22646174615f6f666673657473223a5b31362c32305d7d7d2020202020200000803f00000040000040400000804038404448
+EMPTYNAME=38000000000000007b22223a7b226474797065223a22463332222c227368617065223a5b315d2c22646174615f6f666673657473223a5b302c345d7d7d20202000000000
+hexfile() { "$PY" -c 'import sys; open(sys.argv[2], "wb").write(bytes.fromhex(sys.argv[1]))' "$1" "$2"; }
+hexfile "$F8BASE" "$TMP/f8b.safetensors"
+hexfile "$(echo "$F8BASE" | sed 's/00000040/00002040/')" "$TMP/f8t.safetensors"
+hexfile "$(echo "$F8BASE" | sed 's/00000040/00002040/; s/38404448$/38404449/')" "$TMP/f8t2.safetensors"
+hexfile "$EMPTYNAME" "$TMP/eb.safetensors"
+hexfile "$(echo "$EMPTYNAME" | sed 's/00000000$/0000803f/')" "$TMP/et.safetensors"
+for case in f8:f8t f8c:f8t2 empty:et; do
+    k=${case%%:*}
+    trained=$TMP/${case#*:}.safetensors
+    base=$TMP/f8b.safetensors
+    [ "$k" = empty ] && base=$TMP/eb.safetensors
+    run_with "$COMPRESS" c$k "$base" "$trained" -o "$TMP/$k.delta" --keep 1
+    run_with "$APPLY" a$k "$base" "$TMP/$k.delta" -o "$TMP/$k.out"
+    check "--keep 1 then apply gives TRAINED byte for byte ($k)" sh -c \
+        "[ \$(cat $TMP/c$k.rc) -eq 0 ] && [ \$(cat $TMP/a$k.rc) -eq 0 ] && cmp -s $TMP/$k.out $trained"
+done
+
 sweep_corpus try_corpus "sr-compress and sr-apply fail cleanly"
 
 finish

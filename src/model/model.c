@@ -348,6 +348,8 @@ sresid_status sresid__tensor_to_f32(const sresid_model *m, const sresid__tensor 
                                     size_t first, size_t n, float *dst)
 {
     size_t es = sresid_dtype_size(t->dtype);
+    if (n == 0) /* an empty tensor may have no data pointer at all */
+        return SRESID_OK;
     if (!use_pread(m, t)) {
         sresid__to_f32(t->dtype, t->data + first * es, dst, n);
         return SRESID_OK;

@@ -56,11 +56,6 @@ static sresid_status match(const sresid_sparse *sp, const sresid_model *base, bo
                                     "the delta was made from (XXH3-128 %s, delta wants %s)",
                                     d->name, hex, d->hash);
         }
-        if (d->kept && (b->dtype == SRESID_DTYPE_F8_E4M3 || b->dtype == SRESID_DTYPE_F8_E5M2))
-            return sresid__fail(SRESID_ERR_UNSUPPORTED,
-                                "sresid_sparse_apply: tensor '%s' is %s: writing F8 values is "
-                                "not supported",
-                                d->name, sresid_dtype_name(b->dtype));
         which[i] = k;
     }
     return SRESID_OK;
@@ -99,6 +94,19 @@ static bool add_one(unsigned char *e, sresid_dtype dt, float v, const float *lo,
         for (int b = 0; b < 4; b++)
             e[b] = (unsigned char)(u >> (8 * b));
         return isfinite(y) || !isfinite(x);
+    }
+    if (dt == SRESID_DTYPE_F8_E4M3 || dt == SRESID_DTYPE_F8_E5M2) {
+        /* F8 values are exact in float32, and so is the difference of two:
+         * base + R gives the trained value, which converts back exactly */
+        bool e4 = dt == SRESID_DTYPE_F8_E4M3;
+        float x = e4 ? sresid__e4m3_to_f32(e[0]) : sresid__e5m2_to_f32(e[0]);
+        float y = x + w;
+        if (lo)
+            y = (float)(scale == 1 ? ((double)x + (double)v) + (double)*lo
+                                   : (double)x + scale * ((double)v + (double)*lo));
+        e[0] = e4 ? sresid__f32_to_e4m3(y) : sresid__f32_to_e5m2(y);
+        float back = e4 ? sresid__e4m3_to_f32(e[0]) : sresid__e5m2_to_f32(e[0]);
+        return isfinite(back) || !isfinite(x);
     }
     uint16_t h = (uint16_t)(e[0] | e[1] << 8);
     bool f16 = dt == SRESID_DTYPE_F16;

@@ -217,9 +217,6 @@ static sresid_status parse_tensor(const char *path, size_t i, json_t *e, sresid_
                        &error) != 0)
         return sresid__fail(SRESID_ERR_METADATA, "%s: metadata \"tensors\" entry %zu: %s", path,
                             i, jerr.text);
-    if (!*name)
-        return sresid__fail(SRESID_ERR_METADATA, "%s: metadata \"tensors\" entry %zu: empty name",
-                            path, i);
     if (sresid_dtype_from_name(dtype, &t->base_dtype) != SRESID_OK ||
         !sresid_dtype_is_float(t->base_dtype))
         return sresid__fail(SRESID_ERR_DTYPE, "%s: tensor '%s': base dtype \"%s\" is not a float "

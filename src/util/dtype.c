@@ -5,6 +5,7 @@
  * compiler support for _Float16 or __bf16 and gives the same bits on every
  * target. Stored tensors are little-endian; loads go through memcpy so the
  * source may have any alignment. */
+#include <math.h>
 #include <string.h>
 
 #include "util/util.h"
@@ -196,6 +197,54 @@ float sresid__e4m3_to_f32(uint8_t v)
 }
 
 /* ---- float32 to narrow formats (round to nearest even) ---- */
+
+/* FP8: round to nearest, ties to the even code, by search over the 127
+ * (E4M3) or 124 (E5M2) non-negative finite codes, which ascend with their
+ * value. Beyond the largest finite value by half an ulp or more (ties:
+ * to even), E5M2 gives infinity and E4M3, which has none, NaN. */
+static uint8_t f32_to_f8(float f, float (*dec)(uint8_t), uint8_t max_code, uint8_t over_code,
+                         uint8_t nan_code)
+{
+    uint8_t sign = signbit(f) ? 0x80u : 0;
+    if (isnan(f))
+        return nan_code | sign;
+    double a = fabs((double)f);
+    uint8_t lo = 0, hi = max_code; /* largest code with value <= a */
+    if (a >= (double)dec(max_code)) {
+        lo = max_code;
+    } else {
+        while (lo < hi) {
+            uint8_t mid = (uint8_t)((lo + hi + 1) / 2);
+            if ((double)dec(mid) <= a)
+                lo = mid;
+            else
+                hi = (uint8_t)(mid - 1);
+        }
+    }
+    double below = dec(lo);
+    double above = lo < max_code ? (double)dec((uint8_t)(lo + 1))
+                                 : below + (below - (double)dec((uint8_t)(max_code - 1)));
+    uint8_t code;
+    if (a - below < above - a)
+        code = lo;
+    else if (a - below > above - a)
+        code = (uint8_t)(lo + 1);
+    else
+        code = (lo & 1u) ? (uint8_t)(lo + 1) : lo;
+    if (code > max_code)
+        code = over_code;
+    return code | sign;
+}
+
+uint8_t sresid__f32_to_e4m3(float f)
+{
+    return f32_to_f8(f, sresid__e4m3_to_f32, 0x7e, 0x7f, 0x7f);
+}
+
+uint8_t sresid__f32_to_e5m2(float f)
+{
+    return f32_to_f8(f, sresid__e5m2_to_f32, 0x7b, 0x7c, 0x7e);
+}
 
 uint16_t sresid__f32_to_f16(float f)
 {

@@ -93,6 +93,9 @@ float sresid__f16_to_f32(uint16_t h);
 float sresid__bf16_to_f32(uint16_t h);
 float sresid__e5m2_to_f32(uint8_t v);
 float sresid__e4m3_to_f32(uint8_t v);
+/* Round to nearest even; beyond the range: E5M2 infinity, E4M3 NaN. */
+uint8_t sresid__f32_to_e4m3(float f);
+uint8_t sresid__f32_to_e5m2(float f);
 uint16_t sresid__f32_to_f16(float f);  /* round to nearest even */
 uint16_t sresid__f32_to_bf16(float f); /* round to nearest even, NaN kept quiet */
 /* Convert n elements of a float dtype at src (little-endian, any alignment)
