@@ -67,13 +67,93 @@ _Noreturn void sr_cli_die(const char *prog, const char *what, sresid_status st)
     const char *detail = sresid_last_error();
     if (!detail || !*detail)
         detail = sresid_strerror(st);
+    size_t wl = strlen(what);
     put_clean(prog);
     fputs(": ", stderr);
-    put_clean(what);
-    fputs(": ", stderr);
+    if (strncmp(detail, what, wl) != 0 || detail[wl] != ':') { /* else the detail names it */
+        put_clean(what);
+        fputs(": ", stderr);
+    }
     put_clean(detail);
     fputc('\n', stderr);
     exit(1);
+}
+
+_Noreturn void sr_cli_help_done(const char *prog)
+{
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        int e = errno;
+        put_clean(prog);
+        fprintf(stderr, ": cannot write the help text: %s\n", e ? strerror(e) : "write error");
+        exit(1);
+    }
+    exit(0);
+}
+
+/* The file path names once it exists: realpath of the file, or of its
+ * directory followed by its last component. NULL when neither resolves. */
+static char *resolved(const char *path)
+{
+    char *r = realpath(path, NULL);
+    if (r)
+        return r;
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+    char *rd = dir ? realpath(dir, NULL) : NULL;
+    free(dir);
+    if (!rd)
+        return NULL;
+    const char *base = slash ? slash + 1 : path;
+    char *out = malloc(strlen(rd) + strlen(base) + 2);
+    if (out)
+        sprintf(out, "%s/%s", rd, base);
+    free(rd);
+    return out;
+}
+
+static int same_file(const char *p, const char *q)
+{
+    struct stat a, b;
+    if (stat(p, &a) == 0 && stat(q, &b) == 0)
+        return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+    char *rp = resolved(p), *rq = resolved(q);
+    int same = rp && rq && strcmp(rp, rq) == 0;
+    free(rp);
+    free(rq);
+    return same;
+}
+
+void sr_cli_guard_outputs(const char *prog, sresid_model *const *models,
+                          const char *const *inputs, size_t nin, const char *const *outputs,
+                          size_t nout)
+{
+    for (size_t i = 0; i < nout; i++) {
+        const char *o = outputs[i];
+        if (!o || strcmp(o, "-") == 0)
+            continue;
+        if (!*o)
+            sr_cli_bad_usage(prog, "an output path is empty");
+        struct stat sb;
+        if (stat(o, &sb) == 0 && !S_ISREG(sb.st_mode))
+            sr_cli_fatal(prog, "%s: is a %s, not a regular file: refusing to replace it", o,
+                         S_ISDIR(sb.st_mode) ? "directory" : "special file");
+        for (size_t k = 0; k < nin; k++) {
+            int32_t uses = 0;
+            if ((models && models[k] && sresid_model_uses_file(models[k], o, &uses) == SRESID_OK &&
+                 uses) ||
+                (inputs[k] && same_file(o, inputs[k]))) {
+                if (inputs[k] && strcmp(o, inputs[k]) == 0)
+                    sr_cli_fatal(prog, "%s: is an input of this run: refusing to write an output "
+                                 "over it", o);
+                sr_cli_fatal(prog, "%s: is a file of the input %s: refusing to write an output "
+                             "over it", o, inputs[k]);
+            }
+        }
+        for (size_t j = 0; j < i; j++)
+            if (outputs[j] && strcmp(outputs[j], "-") != 0 && same_file(o, outputs[j]))
+                sr_cli_fatal(prog, "%s and %s are the same file: give each output its own path",
+                             outputs[j], o);
+    }
 }
 
 _Noreturn void sr_cli_die_open(const char *prog, const char *path, sresid_status st)

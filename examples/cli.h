@@ -17,6 +17,9 @@ void sr_cli_pick_blis_arch(int verbose);
 /* Print "prog: what: <detail>" as one line on stderr and exit(1). The detail
  * is sresid_last_error(), or sresid_strerror(st) when that is empty. */
 _Noreturn void sr_cli_die(const char *prog, const char *what, sresid_status st);
+/* After --help: exit 0 once the text reached stdout, else say why on stderr
+ * and exit 1 (a full disk, a closed pipe). */
+_Noreturn void sr_cli_help_done(const char *prog);
 
 /* sr_cli_die for a checkpoint that failed to open: the line names path even
  * when the library's message does not. */
@@ -26,6 +29,17 @@ _Noreturn void sr_cli_die_open(const char *prog, const char *path, sresid_status
  * Returns 1 and sets *value (advancing *i past a separate value), 0 when
  * argv[*i] is another argument, -1 when the value is missing. */
 int sr_cli_opt_value(int argc, char **argv, int *i, const char *name, const char **value);
+
+/* Before any work, the outputs of a run (NULL and "-" entries skipped) are
+ * checked: an empty path is a usage error (exit 2); an output that exists
+ * and is not a regular file, is one of the files of the nin checkpoints
+ * (models[i] opened from inputs[i]; a NULL model: inputs[i] is a plain
+ * file), or is the same file as another output is refused with one line,
+ * exit 1 (same file: same device and inode through symlinks, "./" and hard
+ * links; for files that do not exist yet, the same resolved path). */
+void sr_cli_guard_outputs(const char *prog, sresid_model *const *models,
+                          const char *const *inputs, size_t nin, const char *const *outputs,
+                          size_t nout);
 
 /* Program name for messages: the last component of argv[0]. */
 const char *sr_cli_prog(const char *argv0);

@@ -158,7 +158,7 @@ static void parse_args(int argc, char **argv, args *a)
         bad_usage("no command given (share or fit)");
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         usage(stdout);
-        exit(0);
+        sr_cli_help_done(prog);
     }
     if (strcmp(argv[1], "share") == 0)
         a->cmd = CMD_SHARE;
@@ -179,7 +179,7 @@ static void parse_args(int argc, char **argv, args *a)
             options_done = 1;
         } else if (strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0) {
             usage(stdout);
-            exit(0);
+            sr_cli_help_done(prog);
         } else if (strcmp(s, "--per-tensor") == 0) {
             a->per_tensor = 1;
         } else if (strcmp(s, "--verbose") == 0 || strcmp(s, "-v") == 0) {
@@ -503,19 +503,8 @@ static double measured_share(const sresid_amp *amp, const sresid_model *base,
     return before > 0 ? 1 - after / before : NAN;
 }
 
-/* Same file (after symlinks and hard links)? Then the output would replace
- * a checkpoint the program reads. */
-static int same_file(const char *p, const char *q)
-{
-    struct stat a, b;
-    return stat(p, &a) == 0 && stat(q, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
-}
-
 static void run_fit(const args *a, sresid_model *base, sresid_model *trained)
 {
-    for (int i = 0; i < 2; i++)
-        if (same_file(a->output, a->pos[i]))
-            bad_usage("the output %s is the %s checkpoint", a->output, i ? "trained" : "base");
     sresid_amp *amp = make_amp(a, base);
     uint32_t flags = a->per_tensor ? SRESID_SELECT_PER_TENSOR : 0u;
     sresid_mask *mask = NULL;
@@ -579,6 +568,11 @@ int main(int argc, char **argv)
     double t0 = sr_cli_now();
     sresid_model *base = sr_cli_open_model(prog, a.pos[0], a.matrix_layout);
     sresid_model *trained = sr_cli_open_model(prog, a.pos[1], a.matrix_layout);
+    {
+        sresid_model *const models[2] = {base, trained};
+        const char *const outs[2] = {a.output, a.json};
+        sr_cli_guard_outputs(prog, models, a.pos, 2, outs, 2);
+    }
     if (a.cmd == CMD_SHARE)
         run_share(&a, base, trained);
     else

@@ -45,7 +45,7 @@ int main(int argc, char **argv)
         int r;
         if (strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0) {
             usage(stdout);
-            return 0;
+            sr_cli_help_done(prog);
         } else if (sr_cli_output_opt(prog, argc, argv, &i, &out)) {
             continue;
         } else if ((r = sr_cli_opt_value(argc, argv, &i, "--scale", &v)) != 0) {
@@ -75,6 +75,11 @@ int main(int argc, char **argv)
         bad_usage("give the output file with -o OUT.safetensors");
 
     sresid_model *base = sr_cli_open_model(prog, pos[0], SRESID_LAYOUT_OUT_FIRST);
+    {
+        sresid_model *const models[2] = {base, NULL};
+        const char *const outs[1] = {out};
+        sr_cli_guard_outputs(prog, models, pos, 2, outs, 1);
+    }
     sresid_sparse *sp = NULL;
     sresid_status st = sresid_sparse_load(pos[1], &sp);
     if (st)

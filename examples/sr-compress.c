@@ -77,7 +77,7 @@ static void parse_args(int argc, char **argv, args *a)
         int r;
         if (strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0) {
             usage(stdout);
-            exit(0);
+            sr_cli_help_done(prog);
         } else if (sr_cli_output_opt(prog, argc, argv, &i, &a->out)) {
             continue;
         } else if ((r = sr_cli_opt_value(argc, argv, &i, "--keep", &v)) != 0 ||
@@ -208,6 +208,11 @@ int main(int argc, char **argv)
 
     sresid_model *base = sr_cli_open_model(prog, a.pos[0], a.layout);
     sresid_model *trained = sr_cli_open_model(prog, a.pos[1], a.layout);
+    {
+        sresid_model *const models[2] = {base, trained};
+        const char *const outs[2] = {a.out, a.json};
+        sr_cli_guard_outputs(prog, models, a.pos, 2, outs, 2);
+    }
     sresid_residual *res = NULL;
     sresid_pair_opts po = {.size = sizeof po,
                            .flags = a.skip_mismatched ? SRESID_PAIR_SKIP_MISMATCHED : 0u};

@@ -140,7 +140,7 @@ static void parse_args(int argc, char **argv, demo_settings *s, flags *fl)
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage(stdout);
-            exit(0);
+            sr_cli_help_done(prog);
         }
         quick |= strcmp(argv[i], "--quick") == 0;
     }

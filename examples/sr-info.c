@@ -413,7 +413,7 @@ int main(int argc, char **argv)
             options_done = 1;
         } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             usage(stdout);
-            return 0;
+            sr_cli_help_done(prog);
         } else if (strcmp(a, "--json") == 0) {
             json = 1;
         } else if (strcmp(a, "--strict") == 0) {

@@ -469,7 +469,7 @@ static void parse_args(int argc, char **argv, args *a)
         }
         if (strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0) {
             usage(stdout);
-            exit(0);
+            sr_cli_help_done(prog);
         }
         FLAG("--skip-mismatched", skip_mismatched)
         FLAG("--allow-nonfinite", allow_nonfinite)
@@ -560,6 +560,11 @@ int main(int argc, char **argv)
     double t0 = sr_cli_now();
     sresid_model *base = sr_cli_open_model(prog, a.pos[0], a.layout);
     sresid_model *trained = a.npos == 2 ? sr_cli_open_model(prog, a.pos[1], a.layout) : NULL;
+    {
+        sresid_model *const models[2] = {base, trained};
+        const char *const outs[1] = {a.json};
+        sr_cli_guard_outputs(prog, models, a.pos, (size_t)a.npos, outs, 1);
+    }
     sresid_residual *res = NULL;
     if (trained) {
         sresid_pair_opts po = {.size = sizeof po,

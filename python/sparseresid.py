@@ -56,10 +56,10 @@ ERR_UNSUPPORTED = 16
 # common.h: version of the header this binding was written against (make
 # check compares them with include/sparseresid/common.h)
 VERSION_MAJOR = 1
-VERSION_MINOR = 0
+VERSION_MINOR = 1
 VERSION_PATCH = 0
 VERSION_NUMBER = VERSION_MAJOR * 10000 + VERSION_MINOR * 100 + VERSION_PATCH
-VERSION_STRING = "1.0.0"
+VERSION_STRING = "1.1.0"
 
 # model.h: dtypes
 DTYPE_BOOL = 1

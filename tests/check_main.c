@@ -10,7 +10,7 @@ int main(void)
     Suite *(*const suites[])(void) = {
         suite_common, suite_jobs, suite_dtype,  suite_names,    suite_model,
         suite_malformed, suite_shards, suite_residual, suite_fixture, suite_stats, suite_matrix, suite_report,
-        suite_mask, suite_optim, suite_amp, suite_amp_select, suite_sparse,
+        suite_mask, suite_optim, suite_amp, suite_amp_select, suite_sparse, suite_safety,
     };
     (void)tu_tmpdir();
     SRunner *sr = srunner_create(NULL);

@@ -26,6 +26,7 @@ Suite *suite_amp(void);
 Suite *suite_sparse(void);
 Suite *suite_amp_select(void);
 Suite *suite_jobs(void);
+Suite *suite_safety(void);
 
 /* Per-process scratch directory (created on first use, removed at exit),
  * or $SRESID_TEST_KEEP_DIR (must exist; kept). */

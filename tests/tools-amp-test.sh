@@ -246,7 +246,7 @@ EOF
 cp "$BASE" "$TMP/base-copy.safetensors"
 # shellcheck disable=SC2086
 run fitself fit $SEL -o "$TMP/base-copy.safetensors" "$TMP/base-copy.safetensors" "$TRAINED"
-check "fit refuses to write over its base (exit 2)" rc_is fitself 2
+check "fit refuses to write over its base (exit 1, one line)" sh -c "[ \$(cat $TMP/fitself.rc) -eq 1 ] && [ \$(wc -l <$TMP/fitself.err) -eq 1 ] && grep -q input $TMP/fitself.err"
 check "... and leaves the base as it was" cmp -s "$BASE" "$TMP/base-copy.safetensors"
 # shellcheck disable=SC2086
 run fitnodir fit $SEL -o "$TMP/no-such-dir/o.safetensors" "$BASE" "$TRAINED"

@@ -211,7 +211,7 @@ SRESID_API sresid_status sresid_amp_export(const sresid_amp *amp, sresid_model *
  * scores "scores" and "initial_scores", the mask "mask" (when not NULL) as
  * in sresid_mask_save, and metadata with the layout, names, shapes and the
  * XXH3-128 hash of each base tensor (docs/formats.md). Written whole or not
- * at all. Errors: INVALID_ARG, SHAPE (mask size), NONFINITE (a score is NaN
+ * at all; never over a file of the base model (IO). Errors: INVALID_ARG, SHAPE (mask size), NONFINITE (a score is NaN
  * or Inf: the file could not be loaded back), IO, NOMEM. */
 SRESID_API sresid_status sresid_amp_save(const sresid_amp *amp, const sresid_mask *mask,
                                          const char *path, const sresid_save_opts *opts);

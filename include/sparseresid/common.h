@@ -25,11 +25,11 @@ extern "C" {
 #endif
 
 #define SRESID_VERSION_MAJOR 1
-#define SRESID_VERSION_MINOR 0
+#define SRESID_VERSION_MINOR 1
 #define SRESID_VERSION_PATCH 0
 #define SRESID_VERSION_NUMBER \
     (SRESID_VERSION_MAJOR * 10000 + SRESID_VERSION_MINOR * 100 + SRESID_VERSION_PATCH)
-#define SRESID_VERSION_STRING "1.0.0"
+#define SRESID_VERSION_STRING "1.1.0"
 
 /* Status codes. The numbers are part of the ABI: pinned, appended only. */
 typedef int32_t sresid_status;

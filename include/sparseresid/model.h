@@ -193,8 +193,10 @@ typedef struct sresid_save_opts {
  * spaces to a multiple of 8 bytes, tensors ordered as the reference writer
  * does (dtype in descending SRESID_DTYPE_* order, which is safetensors' own
  * enum order, then name), data contiguous. Written to a temporary file beside path
- * and renamed, so path never holds a partial file.
- * Errors: INVALID_ARG, IO, NOMEM. */
+ * and renamed, so path never holds a partial file. Refused (IO, nothing
+ * written) when path is one of the model's own files (same file through
+ * symlinks or hard links) or exists and is not a regular file.
+ * Errors: INVALID_ARG (also an empty path), IO, NOMEM. */
 SRESID_API sresid_status sresid_model_save(const sresid_model *model, const char *path,
                                            const sresid_save_opts *opts);
 
@@ -214,6 +216,14 @@ SRESID_API sresid_status sresid_model_set_kind_rules(sresid_model *model,
 
 /* Change the matrix view of rank >= 3 tensors. Errors: INVALID_ARG. */
 SRESID_API sresid_status sresid_model_set_layout(sresid_model *model, int32_t layout);
+
+/* Since 1.1. *uses = 1 when path names one of the files the model reads
+ * (the same file: same device and inode, through symlinks, "./" and hard
+ * links), else 0 (also when path does not exist). For programs that must
+ * not write an output over an input. Thread-safe on a const model.
+ * Errors: INVALID_ARG (NULL argument). */
+SRESID_API sresid_status sresid_model_uses_file(const sresid_model *model, const char *path,
+                                                int32_t *uses);
 
 #ifdef __cplusplus
 }

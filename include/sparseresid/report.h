@@ -174,7 +174,8 @@ SRESID_API sresid_status sresid_report_layer_correlation(const sresid_report *re
 SRESID_API sresid_status sresid_report_json(const sresid_report *report, uint32_t flags,
                                             char **json);
 /* Write the JSON to path through a temporary file and rename: never a
- * partial file. Errors: INVALID_ARG, IO, NOMEM. */
+ * partial file, never over a file the report read (IO).
+ * Errors: INVALID_ARG, IO, NOMEM. */
 SRESID_API sresid_status sresid_report_save_json(const sresid_report *report, uint32_t flags,
                                                  const char *path);
 

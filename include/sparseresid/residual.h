@@ -187,8 +187,8 @@ SRESID_API sresid_status sresid_sparse_entries(const sresid_sparse *sparse, size
                                                uint64_t *positions, float *values,
                                                uint64_t count);
 
-/* Save as safetensors, written whole or not at all. Errors: INVALID_ARG,
- * IO, NOMEM. */
+/* Save as safetensors, written whole or not at all; never over the file it
+ * was loaded from (IO). Errors: INVALID_ARG, IO, NOMEM. */
 SRESID_API sresid_status sresid_sparse_save(const sresid_sparse *sparse, const char *path,
                                             const sresid_save_opts *opts);
 
@@ -217,9 +217,10 @@ typedef struct sresid_apply_opts {
  * Refuses a base that lacks a tensor, has another shape or dtype, or
  * (without FORCE) another content hash, naming the tensor. Streams tensor
  * by tensor; the file is written to a temporary beside path and renamed,
- * so path never holds a partial file.
- * Errors: INVALID_ARG, MISMATCH, NONFINITE, UNSUPPORTED (an F8 base tensor
- * to change), IO, NOMEM. */
+ * so path never holds a partial file, and never over a file of the base or
+ * the file the delta was loaded from (IO).
+ * Errors: INVALID_ARG, MISMATCH, NONFINITE (also a value beyond an F8
+ * format's range), IO, NOMEM. */
 SRESID_API sresid_status sresid_sparse_apply(const sresid_sparse *sparse,
                                              const sresid_model *base,
                                              const sresid_apply_opts *opts, const char *path);

@@ -120,7 +120,7 @@ sresid_status sresid_amp_save(const sresid_amp *amp, const sresid_mask *mask, co
                                           SRESID_ADD_BORROW)))
             goto out;
     }
-    st = sresid_model_save(m, path, opts);
+    st = sresid__model_save_guarded(m, path, opts, &amp->base, 1);
 out:
     sresid_model_free(m);
     free(text);

@@ -3,6 +3,7 @@
  * model.c's functions; only this file knows them all, so that model.c
  * needs none of them. */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -14,6 +15,8 @@ sresid_status sresid_model_open(const char *path, const sresid_model_opts *opts,
     if (!path || !out)
         return sresid__fail(SRESID_ERR_INVALID_ARG, "sresid_model_open: %s is NULL",
                             path ? "out" : "path");
+    if (!*path)
+        return sresid__fail(SRESID_ERR_INVALID_ARG, "sresid_model_open: path is empty");
     sresid_model *m;
     sresid_status st = sresid__model_new(opts, "sresid_model_open", &m);
     if (st)
@@ -36,8 +39,23 @@ sresid_status sresid_model_open(const char *path, const sresid_model_opts *opts,
     return SRESID_OK;
 }
 
-sresid_status sresid_model_save(const sresid_model *m, const char *path,
-                                const sresid_save_opts *opts)
+sresid_status sresid__model_file_ids(const sresid_model *m, sresid__file_id **ids, size_t *n)
+{
+    if (!m->nfiles)
+        return SRESID_OK;
+    sresid__file_id *p = realloc(*ids, (*n + m->nfiles) * sizeof *p);
+    if (!p)
+        return sresid__fail(SRESID_ERR_NOMEM, "out of memory");
+    *ids = p;
+    for (size_t i = 0; i < m->nfiles; i++)
+        if (sresid__file_id_of_fd(m->files[i].fd, &p[*n]))
+            (*n)++;
+    return SRESID_OK;
+}
+
+sresid_status sresid__model_save_guarded(const sresid_model *m, const char *path,
+                                         const sresid_save_opts *opts,
+                                         const sresid_model *const *inputs, size_t ninputs)
 {
     if (!m || !path)
         return sresid__fail(SRESID_ERR_INVALID_ARG, "sresid_model_save: %s is NULL",
@@ -49,5 +67,35 @@ sresid_status sresid_model_save(const sresid_model *m, const char *path,
     if (o.flags & ~SRESID_SAVE_NO_CLOBBER)
         return sresid__fail(SRESID_ERR_INVALID_ARG, "sresid_model_save: unknown flags 0x%x",
                             (unsigned)o.flags);
-    return sresid__st_save(m, path, o.flags);
+    /* the model's own files and those of the inputs are never replaced */
+    sresid__file_id *ids = NULL;
+    size_t n = 0;
+    st = sresid__model_file_ids(m, &ids, &n);
+    for (size_t i = 0; !st && i < ninputs; i++)
+        if (inputs[i])
+            st = sresid__model_file_ids(inputs[i], &ids, &n);
+    if (!st)
+        st = sresid__st_save(m, path, o.flags, ids, n);
+    free(ids);
+    return st;
+}
+
+sresid_status sresid_model_save(const sresid_model *m, const char *path,
+                                const sresid_save_opts *opts)
+{
+    return sresid__model_save_guarded(m, path, opts, NULL, 0);
+}
+
+sresid_status sresid_model_uses_file(const sresid_model *m, const char *path, int32_t *uses)
+{
+    if (!m || !path || !uses)
+        return sresid__fail(SRESID_ERR_INVALID_ARG, "sresid_model_uses_file: %s is NULL",
+                            !m ? "model" : !path ? "path" : "uses");
+    sresid__file_id id, f;
+    *uses = 0;
+    if (!sresid__file_id_of_path(path, &id))
+        return SRESID_OK; /* no such file: not one of the model's */
+    for (size_t i = 0; i < m->nfiles && !*uses; i++)
+        *uses = sresid__file_id_of_fd(m->files[i].fd, &f) && f.dev == id.dev && f.ino == id.ino;
+    return SRESID_OK;
 }

@@ -82,7 +82,18 @@ bool sresid__utf8_valid(const char *s, size_t len);
 /* ---- safetensors (safetensors.c) ---- */
 /* Map one file and append its tensors and metadata to m. */
 sresid_status sresid__st_open_file(sresid_model *m, const char *path);
-sresid_status sresid__st_save(const sresid_model *m, const char *path, uint32_t flags);
+/* Save m (sresid_model_save's layout), never over one of the nkeep files of
+ * keep. */
+sresid_status sresid__st_save(const sresid_model *m, const char *path, uint32_t flags,
+                             const sresid__file_id *keep, size_t nkeep);
+/* The identities of m's backing files (the files it keeps open), appended
+ * to *ids (realloc'd; *n entries). NOMEM. */
+sresid_status sresid__model_file_ids(const sresid_model *m, sresid__file_id **ids, size_t *n);
+/* sresid_model_save that also refuses to write over a file of the ninputs
+ * models of inputs (NULL entries skipped): saves made from other models. */
+sresid_status sresid__model_save_guarded(const sresid_model *m, const char *path,
+                                         const sresid_save_opts *opts,
+                                         const sresid_model *const *inputs, size_t ninputs);
 /* A safetensors header from its JSON object: compact, in insertion order,
  * padded with spaces to a multiple of 8 bytes (*hlen, the text's length);
  * malloc'd, NULL on NOMEM. */

@@ -363,7 +363,8 @@ sresid_status sresid__st_layout(const sresid_model *m, const char *path,
     return SRESID_OK;
 }
 
-sresid_status sresid__st_save(const sresid_model *m, const char *path, uint32_t flags)
+sresid_status sresid__st_save(const sresid_model *m, const char *path, uint32_t flags,
+                             const sresid__file_id *keep, size_t nkeep)
 {
     const sresid__tensor **order = NULL;
     unsigned char *head = NULL;
@@ -373,7 +374,7 @@ sresid_status sresid__st_save(const sresid_model *m, const char *path, uint32_t 
         return st;
 
     sresid__afile f;
-    if ((st = sresid__afile_open(&f, path)))
+    if ((st = sresid__afile_open_guarded(&f, path, keep, nkeep)))
         goto out;
     sresid__afile_write(&f, head, head_len);
     /* Opened tensors are copied with pread through a bounce buffer: nothing

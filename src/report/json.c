@@ -424,7 +424,7 @@ sresid_status sresid_report_save_json(const sresid_report *r, uint32_t flags, co
         return st;
     /* a temporary file beside path, renamed over it: never a partial file */
     sresid__afile f;
-    st = sresid__afile_open(&f, path);
+    st = sresid__afile_open_guarded(&f, path, r->inputs, r->ninputs);
     if (!st) {
         sresid__afile_write(&f, text, strlen(text));
         sresid__afile_write(&f, "\n", 1);

@@ -501,6 +501,7 @@ void sresid_report_free(sresid_report *r)
     free(r->pairs);
     free(r->lcorr);
     free(r->skip);
+    free(r->inputs);
     free(r);
 }
 
@@ -1024,6 +1025,11 @@ static sresid_status report_run(const sresid_residual *res, const sresid_model *
     }
     r->source = res ? 0 : 1;
     st = res ? collect_residual(r, res) : collect_model(r, model);
+    if (!st)
+        st = sresid__model_file_ids(res ? sresid__residual_base(res) : model, &r->inputs,
+                                    &r->ninputs);
+    if (!st && res)
+        st = sresid__model_file_ids(sresid__residual_trained(res), &r->inputs, &r->ninputs);
     if (st) {
         sresid_report_free(r);
         return st;

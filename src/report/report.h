@@ -55,6 +55,8 @@ struct sresid_report {
     size_t npairs, nlcorr;
     sresid__rskipped *skip;
     size_t nskip;
+    sresid__file_id *inputs; /* the files the report read: never a JSON output */
+    size_t ninputs;
 };
 
 /* ---- for json.c (access.c) ---- */

@@ -37,6 +37,8 @@ struct sresid_sparse {
     sresid__sp_tensor *t;
     /* totals of the error report */
     double energy, kept_energy, error;
+    sresid__file_id source;   /* the file it was loaded from */
+    bool has_source;
 };
 
 /* Rule names as in the file ("top", "top_per_tensor", ...), NULL if unknown. */

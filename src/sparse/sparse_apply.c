@@ -185,7 +185,8 @@ sresid_status sresid_sparse_apply(const sresid_sparse *sparse, const sresid_mode
     size_t *which = malloc((n ? n : 1) * sizeof *which);
     const sresid__tensor **order = NULL;
     unsigned char *buf = malloc(CHUNK), *head = NULL;
-    size_t head_len = 0;
+    size_t head_len = 0, nkeep = 0;
+    sresid__file_id *keep = NULL;
     if (!which || !buf) {
         st = sresid__fail(SRESID_ERR_NOMEM, "%s: out of memory", path);
         goto out;
@@ -196,8 +197,22 @@ sresid_status sresid_sparse_apply(const sresid_sparse *sparse, const sresid_mode
     /* the base's own layout: same order, dtypes and sizes as sresid_model_save */
     if ((st = sresid__st_layout(base, path, &order, &head, &head_len)))
         goto out;
+    /* never over the base's files or the delta's own */
+    if (sparse->has_source && !(st = sresid__model_file_ids(base, &keep, &nkeep))) {
+        sresid__file_id *k = realloc(keep, (nkeep + 1) * sizeof *k);
+        if (k) {
+            keep = k;
+            keep[nkeep++] = sparse->source;
+        } else {
+            st = sresid__fail(SRESID_ERR_NOMEM, "%s: out of memory", path);
+        }
+    } else if (!st) {
+        st = sresid__model_file_ids(base, &keep, &nkeep);
+    }
+    if (st)
+        goto out;
     sresid__afile f;
-    if ((st = sresid__afile_open(&f, path)))
+    if ((st = sresid__afile_open_guarded(&f, path, keep, nkeep)))
         goto out;
     sresid__afile_write(&f, head, head_len);
     for (size_t i = 0; i < n && !st && !f.failed; i++) {
@@ -208,6 +223,7 @@ sresid_status sresid_sparse_apply(const sresid_sparse *sparse, const sresid_mode
     st = sresid__afile_close(&f, st,
                              (o.flags & SRESID_SAVE_NO_CLOBBER) ? SRESID__AFILE_NO_CLOBBER : 0);
 out:
+    free(keep);
     free(head);
     free(buf);
     free(order);

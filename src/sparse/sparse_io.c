@@ -165,7 +165,8 @@ sresid_status sresid_sparse_save(const sresid_sparse *sparse, const char *path,
         st = sresid__fail(SRESID_ERR_NOMEM, "%s: out of memory for the header", path);
     } else {
         sresid__afile f;
-        if (!(st = sresid__afile_open(&f, path))) {
+        if (!(st = sresid__afile_open_guarded(&f, path, &sparse->source,
+                                              sparse->has_source ? 1 : 0))) {
             unsigned char lenbuf[8];
             for (int b = 0; b < 8; b++)
                 lenbuf[b] = (unsigned char)((uint64_t)hlen >> (8 * b));
@@ -417,6 +418,15 @@ sresid_status sresid_sparse_load(const char *path, sresid_sparse **out)
         return st;
     sresid_sparse *s = calloc(1, sizeof *s);
     st = s ? parse(m, path, s) : sresid__fail(SRESID_ERR_NOMEM, "%s: out of memory", path);
+    if (!st) { /* the file it came from: applying or saving never replaces it */
+        sresid__file_id *ids = NULL;
+        size_t n = 0;
+        st = sresid__model_file_ids(m, &ids, &n);
+        if (!st && n)
+            s->source = ids[0];
+        s->has_source = n > 0;
+        free(ids);
+    }
     sresid_model_free(m);
     if (st) {
         sresid__sparse_destroy(s);

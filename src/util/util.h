@@ -113,15 +113,36 @@ int32_t sresid__classify(const char *name, char *const *patterns, const int32_t 
  * component replaced by "{L}" (or an exact copy). Returns false on NOMEM. */
 bool sresid__layer_role(const char *name, int32_t *layer, char **role);
 
-/* ---- output files (atomic_file.c) ---- */
+/* ---- output files (atomic_file.c) ----
+ * Every file the library writes goes through here: it appears whole or not
+ * at all, never replaces anything but a regular file, and never replaces a
+ * file the same call reads (docs/conventions.md, "Output files"). */
+/* A file's identity: device and inode (symlinks resolved, hard links equal). */
+typedef struct sresid__file_id {
+    uint64_t dev, ino;
+} sresid__file_id;
+/* The identity of an open file, or of the file path names (following
+ * symlinks); false when it cannot be had (no such file). */
+bool sresid__file_id_of_fd(int fd, sresid__file_id *id);
+bool sresid__file_id_of_path(const char *path, sresid__file_id *id);
+
 typedef struct sresid__afile {
     const char *path; /* the target, borrowed */
-    char *tmp;        /* the temporary file beside it */
+    char *tmp;        /* the named temporary file beside it, or NULL (anonymous) */
+    char *dir;        /* the target's directory (anonymous temporaries) */
     int fd;
     int failed;       /* errno of the first failed write, or 0 */
 } sresid__afile;
 #define SRESID__AFILE_NO_CLOBBER 0x1u /* fail with IO if the target exists */
-/* Create the temporary file (mode 0644). IO, NOMEM. */
+/* Check the target and create the temporary file (mode 0644): INVALID_ARG
+ * for an empty path; IO when the target exists and is not a regular file,
+ * is one of the nkeep files of keep (the call's inputs), or its directory
+ * does not exist or cannot be written; NOMEM. The temporary is anonymous
+ * (O_TMPFILE: the kernel discards it if the process dies) where the
+ * filesystem allows, else named PATH.tmp-XXXXXX. */
+sresid_status sresid__afile_open_guarded(sresid__afile *f, const char *path,
+                                         const sresid__file_id *keep, size_t nkeep);
+/* sresid__afile_open_guarded with no inputs to keep. */
 sresid_status sresid__afile_open(sresid__afile *f, const char *path);
 /* Append bytes; false once any write has failed (the error is kept). */
 bool sresid__afile_write(sresid__afile *f, const void *buf, size_t len);
