@@ -260,6 +260,7 @@ _PROTOTYPES = {
     "sresid_model_set_kind_rules": (c_int32, [c_void_p, POINTER(c_char_p), POINTER(c_int32),
                                               c_size_t, c_uint32]),
     "sresid_model_set_layout": (c_int32, [c_void_p, c_int32]),
+    "sresid_model_uses_file": (c_int32, [c_void_p, c_char_p, POINTER(c_int32)]),
     # residual.h
     "sresid_residual_create": (c_int32, [c_void_p, c_void_p, POINTER(_PairOpts),
                                          POINTER(c_void_p)]),
@@ -846,6 +847,14 @@ class Model(_Handle):
     def set_layout(self, layout):
         """Matrix view of rank >= 3 tensors: "out-first" or "out-last"."""
         _check(_lib.sresid_model_set_layout(self._handle(), _layout_code(layout)))
+
+    def uses_file(self, path):
+        """True when path is one of the files this model reads (the same
+        file through symlinks, "./" and hard links): an output there would
+        replace an input."""
+        out = c_int32(0)
+        _check(_lib.sresid_model_uses_file(self._handle(), _bytes(path, "path"), byref(out)))
+        return bool(out.value)
 
     def __repr__(self):
         if self._h is None:

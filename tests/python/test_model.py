@@ -403,6 +403,31 @@ class TestSave(TmpDirCase):
         m.set_metadata("who", "tests ✓")
         return m, items
 
+    def test_never_over_its_own_file(self):
+        """A model saved over the file it reads is refused, through a link
+        too; uses_file says so; the file stays byte for byte."""
+        src = self.path("own.safetensors")
+        shutil.copy(BASE, src)
+        alias = self.path("alias.safetensors")
+        os.symlink(src, alias)
+        with open(src, "rb") as f:
+            before = f.read()
+        with sr.Model.open(src) as m:
+            self.assertTrue(m.uses_file(src))
+            self.assertTrue(m.uses_file(alias))
+            self.assertTrue(m.uses_file(os.path.join(self.tmp, ".", "own.safetensors")))
+            self.assertFalse(m.uses_file(BASE))           # a copy is another file
+            self.assertFalse(m.uses_file(self.path("none")))
+            for p in (src, alias):
+                with self.assertRaises(sr.SparseResidError) as cm:
+                    m.save(p)
+                self.assertEqual(cm.exception.status, sr.ERR_IO)
+                self.assertIn("refusing to replace an input", cm.exception.message)
+            m.save(self.path("copy.safetensors"))
+        with open(src, "rb") as f:
+            self.assertEqual(f.read(), before)
+        self.assertFalse([n for n in os.listdir(self.tmp) if ".tmp-" in n])
+
     def test_saved_file_layout_and_bytes(self):
         m, items = self.build()
         out = self.path("saved.safetensors")
