@@ -67,4 +67,35 @@ refused sh1 1 sr-probe $SK --json "$TMP/shards/model-00001-of-00001.safetensors"
     "$TMP/shards" "$B"
 check "... the shard is intact" cmp -s "$TMP/shards/model-00001-of-00001.safetensors" "$BASE"
 
+# killed at random moments, a run leaves neither a partial output nor a
+# temporary file (anonymous temporaries where the filesystem allows)
+"$PY" -c '
+import json, struct, sys
+import numpy as np
+n = 6_000_000
+rng = np.random.default_rng(3)
+b = rng.standard_normal(n).astype("<f4")
+for path, x in ((sys.argv[1], b), (sys.argv[2], b + np.float32(0.01))):
+    h = json.dumps({"w": {"dtype": "F32", "shape": [n], "data_offsets": [0, 4 * n]}}).encode()
+    h += b" " * (-len(h) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + x.tobytes())
+' "$TMP/big-a.safetensors" "$TMP/big-b.safetensors"
+"$BIN/sr-compress" "$TMP/big-a.safetensors" "$TMP/big-b.safetensors" --keep 0.5 \
+    -o "$TMP/big.delta" >/dev/null 2>&1
+"$BIN/sr-apply" "$TMP/big-a.safetensors" "$TMP/big.delta" -o "$TMP/ref.safetensors"
+mkdir "$TMP/kill"
+# one run takes about 0.2 s here: the kills spread over all of it
+for d in 0.03 0.06 0.09 0.11 0.13 0.15 0.17 0.19 0.21 0.25; do
+    "$BIN/sr-apply" "$TMP/big-a.safetensors" "$TMP/big.delta" -o "$TMP/kill/out.safetensors" &
+    pid=$!
+    sleep "$d"
+    kill -KILL $pid 2>/dev/null
+    wait $pid 2>/dev/null
+done
+check "10 runs killed at moments across the run: no temporary file left" sh -c \
+    "[ -z \"\$(ls '$TMP/kill' | grep -v '^out\.safetensors\$')\" ]"
+check "... and an output, if any, is whole" sh -c \
+    "[ ! -e '$TMP/kill/out.safetensors' ] || cmp -s '$TMP/kill/out.safetensors' '$TMP/ref.safetensors'"
+
 finish
