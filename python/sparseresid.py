@@ -52,6 +52,7 @@ ERR_MISMATCH = 13
 ERR_OVERFLOW = 14
 ERR_NONFINITE = 15
 ERR_UNSUPPORTED = 16
+ERR_FORMAT = 17
 
 # common.h: version of the header this binding was written against (make
 # check compares them with include/sparseresid/common.h)

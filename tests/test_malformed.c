@@ -572,12 +572,60 @@ START_TEST(test_bad_opts)
 }
 END_TEST
 
+/* Files of other formats are named as what they look like (FORMAT), not
+ * refused for an absurd header length. The first bytes of each format as
+ * its specification or writer puts them. */
+START_TEST(test_other_formats_named)
+{
+    static const struct {
+        const char *name;
+        const char *bytes;
+        size_t len;
+        const char *says;
+    } cases[] = {
+        {"gguf", "GGUF\x03\0\0\0\x10\0\0\0\0\0\0\0", 16, "GGUF"},
+        {"torch.bin", "PK\x03\x04\x14\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0"
+                      "\x10\0\0\0archive/data.pkl", 46, "PyTorch checkpoint"},
+        {"legacy.pt", "\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19.", 15,
+         "pickle"},
+        {"w.npz", "PK\x03\x04\x14\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0"
+                  "\x05\0\0\0w.npy", 35, ".npz"},
+        {"w.npy", "\x93NUMPY\x01\0v\0{'descr': '<f4', ", 27, ".npy"},
+        {"k.h5", "\x89HDF\r\n\x1a\n\0\0\0\0\0\x08\x08\0", 16, "HDF5"},
+        {"m.onnx", "\x08\x07\x12\x07pytorch\x1a\x052.1.0", 18, "ONNX"},
+        {"config.safetensors", "{\n  \"metadata\": {\"total_size\": 4},\n  \"weight_map\": {}\n}\n", 56,
+         "JSON"},
+        {"notes.txt", "These are not the weights you are looking for.\n", 47, "text file"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *p = tu_path(cases[i].name);
+        ck_assert_int_eq(tu_write_file(p, cases[i].bytes, cases[i].len), 0);
+        sresid_model *m = SENTINEL;
+        ck_assert_status(sresid_model_open(p, NULL, &m), SRESID_ERR_FORMAT);
+        ck_assert_ptr_eq(m, SENTINEL);
+        const char *msg = sresid_last_error();
+        ck_assert_msg(strstr(msg, cases[i].says) && strstr(msg, "not a safetensors file") &&
+                          strstr(msg, "Other formats"),
+                      "%s: %s", cases[i].name, msg);
+    }
+    /* binary noise is not named: the header-length error stands */
+    const unsigned char noise[16] = {0xff, 0xfe, 0x01, 0x99, 0xff, 0xff, 0xff, 0xff,
+                                     0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07};
+    const char *p = tu_path("noise.bin");
+    ck_assert_int_eq(tu_write_file(p, noise, sizeof noise), 0);
+    sresid_model *m = NULL;
+    ck_assert_status(sresid_model_open(p, NULL, &m), SRESID_ERR_HEADER);
+    ck_assert_str_eq(sresid_strerror(SRESID_ERR_FORMAT), "not a safetensors file");
+}
+END_TEST
+
 Suite *suite_malformed(void)
 {
     Suite *s = suite_create("malformed");
 
     TCase *bad = tcase_create("bad_files");
     tcase_add_loop_test(bad, test_bad_file, 0, N_BAD_CASES);
+    tcase_add_test(bad, test_other_formats_named);
     suite_add_tcase(s, bad);
 
     TCase *good = tcase_create("valid_edges");

@@ -136,12 +136,12 @@ START_TEST(saves_never_replace_inputs)
 
     /* nothing but regular files is replaced; an empty path is no path */
     char dir[512];
-    snprintf(dir, sizeof dir, "%s", tu_path("a-directory"));
+    snprintf(dir, sizeof dir, "%s", tu_path("safety-directory"));
     ck_assert_int_eq(mkdir(dir, 0755), 0);
     ck_assert_status(sresid_model_save(b, dir, NULL), SRESID_ERR_IO);
     ck_assert_ptr_nonnull(strstr(sresid_last_error(), "not a regular file"));
     char fifo[512];
-    snprintf(fifo, sizeof fifo, "%s", tu_path("a-fifo"));
+    snprintf(fifo, sizeof fifo, "%s", tu_path("safety-fifo"));
     ck_assert_int_eq(mkfifo(fifo, 0644), 0);
     ck_assert_status(sresid_sparse_save(sp, fifo, NULL), SRESID_ERR_IO);
     struct stat sb;

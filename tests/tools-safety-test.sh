@@ -67,6 +67,13 @@ refused sh1 1 sr-probe $SK --json "$TMP/shards/model-00001-of-00001.safetensors"
     "$TMP/shards" "$B"
 check "... the shard is intact" cmp -s "$TMP/shards/model-00001-of-00001.safetensors" "$BASE"
 
+# other formats are named, with the way to convert them
+printf 'GGUF\003\000\000\000\020\000\000\000\000\000\000\000' >"$TMP/m.gguf"
+run_with "$BIN/sr-info" gguf "$TMP/m.gguf"
+check "sr-info on a GGUF file: exit 1, one line naming GGUF and docs/formats.md" sh -c \
+    "[ \$(cat '$TMP/gguf.rc') -eq 1 ] && [ \$(wc -l <'$TMP/gguf.err') -eq 1 ] &&
+     grep -q 'looks like a GGUF file' '$TMP/gguf.err' && grep -q 'Other formats' '$TMP/gguf.err'"
+
 # killed at random moments, a run leaves neither a partial output nor a
 # temporary file (anonymous temporaries where the filesystem allows)
 "$PY" -c '

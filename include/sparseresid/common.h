@@ -51,6 +51,7 @@ typedef int32_t sresid_status;
 #define SRESID_ERR_OVERFLOW      14  /* a size overflows 64 bits or the address space */
 #define SRESID_ERR_NONFINITE     15  /* NaN or Inf where finite values are required */
 #define SRESID_ERR_UNSUPPORTED   16  /* valid request this build cannot serve */
+#define SRESID_ERR_FORMAT        17  /* since 1.1: another file format (GGUF, PyTorch, ...) */
 
 /* Version of the library actually loaded (may differ from the header's). */
 SRESID_API const char *sresid_version_string(void);

@@ -107,6 +107,12 @@ sresid_status sresid__st_layout(const sresid_model *m, const char *path,
                                 const sresid__tensor ***order, unsigned char **head,
                                 size_t *head_len);
 
+/* A file that does not start like safetensors: FORMAT with a message
+ * naming the format it looks like (GGUF, PyTorch, pickle, NumPy, HDF5,
+ * ONNX, JSON, text) and how to convert it; OK when it looks like none
+ * (sniff.c). */
+sresid_status sresid__sniff_other_format(const unsigned char *p, size_t n, const char *path);
+
 /* ---- shards (shards.c) ---- */
 sresid_status sresid__open_index(sresid_model *m, const char *index_path);
 sresid_status sresid__open_dir(sresid_model *m, const char *dir);

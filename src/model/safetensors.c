@@ -242,7 +242,12 @@ sresid_status sresid__st_open_file(sresid_model *m, const char *path)
     const unsigned char *p = map;
     uint64_t hlen = load_le64(p);
     sresid_status st = SRESID_OK;
-    if (hlen > SRESID__HEADER_LIMIT)
+    /* not the start of a safetensors file: say what it looks like */
+    if (hlen > SRESID__HEADER_LIMIT || hlen > len - 8 || (hlen > 0 && p[8] != '{'))
+        st = sresid__sniff_other_format(p, (size_t)len, path);
+    if (st)
+        ;
+    else if (hlen > SRESID__HEADER_LIMIT)
         st = sresid__fail(SRESID_ERR_HEADER, "%s: header length %llu exceeds the limit %llu",
                           path, (unsigned long long)hlen, SRESID__HEADER_LIMIT);
     else if (hlen > len - 8)

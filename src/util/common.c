@@ -42,6 +42,7 @@ const char *sresid_strerror(sresid_status status)
     case SRESID_ERR_OVERFLOW: return "size overflow";
     case SRESID_ERR_NONFINITE: return "non-finite value";
     case SRESID_ERR_UNSUPPORTED: return "unsupported";
+    case SRESID_ERR_FORMAT: return "not a safetensors file";
     default: return "unknown status code";
     }
 }
