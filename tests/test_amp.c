@@ -270,6 +270,28 @@ START_TEST(t_basis_known)
 }
 END_TEST
 
+/* Finite entries whose singular values overflow float32 are refused at
+ * create, naming the tensor (they could be neither materialized nor saved). */
+START_TEST(t_basis_overflow)
+{
+    sresid_model *m;
+    ck_assert_ok(sresid_model_create(NULL, &m));
+    float w[12];
+    for (int i = 0; i < 12; i++)
+        w[i] = (i % 2 ? -3e38f : 3e38f) * (i % 3 ? 1.0f : 0.9f);
+    const int64_t s[2] = {3, 4};
+    ck_assert_ok(sresid_model_add_tensor(m, "layers.0.mlp.big", SRESID_DTYPE_F32, 2, s, w,
+                                         sizeof w, 0));
+    sresid_amp_opts o = {.size = sizeof o, .kinds = 1u << SRESID_KIND_MLP};
+    sresid_amp *amp = NULL;
+    ck_assert_status(sresid_amp_create(m, &o, &amp), SRESID_ERR_NONFINITE);
+    ck_assert_ptr_null(amp);
+    ck_assert_ptr_nonnull(strstr(sresid_last_error(), "layers.0.mlp.big"));
+    ck_assert_ptr_nonnull(strstr(sresid_last_error(), "overflow"));
+    sresid_model_free(m);
+}
+END_TEST
+
 START_TEST(t_basis_jacobi)
 {
     for (int c = 0; c < 3; c++) {
@@ -1234,6 +1256,7 @@ Suite *suite_amp(void)
     TCase *tc = tcase_create("amp");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, t_basis_known);
+    tcase_add_test(tc, t_basis_overflow);
     tcase_add_test(tc, t_basis_jacobi);
     tcase_add_test(tc, t_signs);
     tcase_add_test(tc, t_adjoint);

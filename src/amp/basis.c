@@ -200,6 +200,14 @@ static sresid_status basis_of(const sresid_model *base, sresid__amp_tensor *a, f
     reload_ctx rc = {base, T};
     if ((st = sresid__svd(w, m, n, r, u, s, v, T->name, reload_w0, &rc)))
         goto fail;
+    /* finite entries can still have a norm beyond float32 (entries near
+     * 3.4e38): such scores could not be materialized, saved or exported */
+    for (int64_t j = 0; j < r; j++)
+        if (!isfinite(s[j])) {
+            st = sresid__fail(SRESID_ERR_NONFINITE, "sresid_amp_create: tensor '%s': its "
+                              "singular values overflow float32 (entries too large)", T->name);
+            goto fail;
+        }
     free(w);
     w = NULL;
     if (!canonical_signs(u, v, m, n, r)) {
