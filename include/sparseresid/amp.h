@@ -57,8 +57,8 @@ typedef struct sresid_amp_opts {
  * name matches opts->pattern, and whose matrix view has min(m, n) >=
  * min_dim, in model order, and compute their bases. At least one tensor
  * must be selected (NOT_FOUND otherwise). *out is the caller's.
- * Errors: INVALID_ARG, NOT_FOUND, NONFINITE (a matrix holds NaN or Inf, or its singular values overflow float32; the
- * message names it), UNSUPPORTED (a dimension beyond LAPACK's 32-bit
+ * Errors: INVALID_ARG, NOT_FOUND, NONFINITE (a matrix holds NaN or Inf, or
+ * its singular values overflow float32; the message names it), UNSUPPORTED (a dimension beyond LAPACK's 32-bit
  * integers), NOMEM, IO, and read errors of the model. */
 SRESID_API sresid_status sresid_amp_create(const sresid_model *base, const sresid_amp_opts *opts,
                                            sresid_amp **out);
