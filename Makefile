@@ -183,8 +183,19 @@ check-tools: all build/check_sparseresid
 	./tests/tools-test.sh
 	@for t in $(sort $(wildcard tests/tools-*-test.sh)); do echo "== $$t"; $$t || exit 1; done
 
-check-python: all
+check-python: all build/asan/libsparseresid.so.1
 	$(PYTHON) -m unittest discover -s tests/python -t . -v
+	@echo "== the binding's views against the library built with AddressSanitizer"
+	SPARSERESID_LIB=$(CURDIR)/build/asan/libsparseresid.so.1 \
+	    LD_PRELOAD=$$($(CC) -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0 \
+	    $(PYTHON) -m unittest tests.python.test_views -v
+
+# The library with AddressSanitizer, for the Python tests of memory ownership.
+build/asan/libsparseresid.so.1: $(LIB_SRC) $(HEADERS) $(LIB_HDR) src/libsparseresid.map
+	@mkdir -p $(@D)
+	$(CC) $(LIB_CFLAGS) -O1 -g -fsanitize=address -fno-omit-frame-pointer -fPIC -shared \
+	    -Wl,-soname,$(SONAME) -Wl,--version-script=src/libsparseresid.map -o $@ $(LIB_SRC) \
+	    $(DEP_LIBS) $(LDFLAGS)
 
 # ---- demo (sr-demo: its model's gradient check, then a --quick run) ----
 # The test binary links the demo's parts without sr-demo.c's main.

@@ -615,6 +615,39 @@ def _model_opts(layout, flags=0):
     return _ModelOpts(size=ctypes.sizeof(_ModelOpts), layout=_layout_code(layout), flags=flags)
 
 
+class _Owner:
+    """The library allocation behind arrays that view it: freed when the last
+    reference goes, so a numpy view (whose base holds one) never outlives the
+    memory it sees, whatever is closed, deleted or collected first."""
+
+    __slots__ = ("ptr", "free")
+
+    def __init__(self, ptr, free):
+        self.ptr, self.free = ptr, free
+
+    def __del__(self):
+        ptr, self.ptr = self.ptr, None
+        if ptr:
+            try:
+                self.free(c_void_p(ptr))
+            except Exception:  # interpreter shutdown
+                pass
+
+
+def _view_of(owner, ptr, ctype, dtype, shape, writeable):
+    """A numpy array over n = prod(shape) elements at ptr, keeping owner alive
+    (its ctypes buffer, the array's base, holds it)."""
+    n = int(np.prod(shape)) if len(shape) else 1
+    if not ptr or n == 0:
+        return np.zeros(shape, dtype=dtype)
+    buf = (ctype * n).from_address(ptr)
+    buf._owner = owner
+    arr = np.frombuffer(buf, dtype=dtype).reshape(shape)
+    if not writeable:
+        arr.flags.writeable = False
+    return arr
+
+
 class _Handle:
     """A library handle in self._h, released by close(): context manager,
     released when garbage-collected, and refused once closed."""
@@ -1664,6 +1697,7 @@ class Optim(_Handle):
         self._h = None
         if _handle is not None:
             self._h = c_void_p(_handle)
+            self._owner = _Owner(_handle, _lib.sresid_optim_free)
             return
         kinds = {"adamw": OPTIM_ADAMW, "sgd": OPTIM_SGD}
         code = kinds.get(kind, kind) if isinstance(kind, str) else int(kind)
@@ -1678,11 +1712,13 @@ class Optim(_Handle):
         out = c_void_p()
         _check(_lib.sresid_optim_create(_count(n), byref(o), byref(out)))
         self._h = out
+        self._owner = _Owner(out.value, _lib.sresid_optim_free)
 
     def close(self):
-        if getattr(self, "_h", None) is not None and self._h.value:
-            _lib.sresid_optim_free(self._h)
+        """Close the optimiser; its memory is freed once no state view
+        (state(copy=False)) is left. Idempotent."""
         self._h = None
+        self._owner = None
 
     @classmethod
     def load(cls, path):
@@ -1740,7 +1776,8 @@ class Optim(_Handle):
 
     def state(self, copy=True):
         """(m, v) as numpy float32 arrays (v is None for SGD). copy=False gives
-        read-only views into the optimiser, valid until it is closed."""
+        read-only views into the optimiser's memory, which stays allocated
+        for as long as a view does, also after close()."""
         n = len(self)
         m, v = c_void_p(), c_void_p()
         _check(_lib.sresid_optim_state(self._handle(), byref(m), byref(v)))
@@ -1748,15 +1785,8 @@ class Optim(_Handle):
         def view(p):
             if p.value is None:
                 return None
-            if n == 0:
-                return np.zeros(0, dtype=np.float32)
-            buf = (ctypes.c_float * n).from_address(p.value)
-            buf._optim = self  # a view keeps the optimiser alive
-            a = np.frombuffer(buf, dtype=np.float32)
-            if copy:
-                return a.copy()
-            a.flags.writeable = False
-            return a
+            a = _view_of(self._owner, p.value, ctypes.c_float, np.float32, (n,), False)
+            return a.copy() if copy else a
         return view(m), view(v)
 
     def __repr__(self):
@@ -1815,7 +1845,9 @@ class Amp(_Handle):
 
     The base Model must stay open while the amp lives (closing it closes the
     amp first). The arrays of scores, initial_scores, offsets and basis() are
-    views of the library's memory: valid until the amp is closed."""
+    views of the library's memory, which stays allocated for as long as any
+    view does: closing the amp or its base, or deleting them, never leaves a
+    view reading freed memory."""
 
     _what = "amp"
 
@@ -1823,6 +1855,7 @@ class Amp(_Handle):
         if not handle:
             raise ValueError("use Amp.create() or Amp.load()")
         self._h = c_void_p(handle)
+        self._owner = _Owner(handle, _lib.sresid_amp_free)
         self.base = base
         base._residuals.add(self)  # the model closes its dependants first
 
@@ -1856,11 +1889,12 @@ class Amp(_Handle):
         return amp, (Mask(mask.value) if mask.value else None)
 
     def close(self):
-        """Free the amp (not its base). Idempotent; views become invalid."""
+        """Close the amp (not its base). Idempotent. Its memory is freed once
+        no view (scores, initial_scores, offsets, basis) is left; the views
+        stay valid until then."""
         if getattr(self, "_h", None) is not None:
-            if self._h.value:
-                _lib.sresid_amp_free(self._h)
             self._h = None
+            self._owner = None
             self.base._residuals.discard(self)
 
     # -- sizes and facts --
@@ -1900,15 +1934,7 @@ class Amp(_Handle):
 
     # -- zero-copy views --
     def _view(self, ptr, ctype, dtype, shape, writeable):
-        n = int(np.prod(shape)) if len(shape) else 1
-        if not ptr or n == 0:
-            return np.zeros(shape, dtype=dtype)
-        buf = (ctype * n).from_address(ptr)
-        buf._amp = self  # the view keeps the Python object alive
-        arr = np.frombuffer(buf, dtype=dtype).reshape(shape)
-        if not writeable:
-            arr.flags.writeable = False
-        return arr
+        return _view_of(self._owner, ptr, ctype, dtype, shape, writeable)
 
     @property
     def scores(self):
