@@ -91,11 +91,14 @@ sresid_status sresid_model_uses_file(const sresid_model *m, const char *path, in
     if (!m || !path || !uses)
         return sresid__fail(SRESID_ERR_INVALID_ARG, "sresid_model_uses_file: %s is NULL",
                             !m ? "model" : !path ? "path" : "uses");
-    sresid__file_id id, f;
+    sresid__file_id id, *ids = NULL;
+    size_t n = 0;
     *uses = 0;
     if (!sresid__file_id_of_path(path, &id))
         return SRESID_OK; /* no such file: not one of the model's */
-    for (size_t i = 0; i < m->nfiles && !*uses; i++)
-        *uses = sresid__file_id_of_fd(m->files[i].fd, &f) && f.dev == id.dev && f.ino == id.ino;
-    return SRESID_OK;
+    sresid_status st = sresid__model_file_ids(m, &ids, &n);
+    for (size_t i = 0; i < n && !*uses; i++)
+        *uses = ids[i].dev == id.dev && ids[i].ino == id.ino;
+    free(ids);
+    return st;
 }

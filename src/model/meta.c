@@ -47,19 +47,6 @@ sresid_status sresid__meta_format(const sresid_model *m, const char *path, const
     return SRESID_OK;
 }
 
-sresid_status sresid__meta_expect(const sresid_model *m, const char *path, const char *key,
-                                  const char *want)
-{
-    const char *v;
-    if (sresid_model_metadata_get(m, key, &v) != SRESID_OK)
-        return sresid__fail(SRESID_ERR_METADATA, "%s: no metadata \"%s\" (want \"%s\")", path,
-                            key, want);
-    if (strcmp(v, want) != 0)
-        return sresid__fail(SRESID_ERR_METADATA, "%s: metadata \"%s\" is \"%s\", want \"%s\"",
-                            path, key, v, want);
-    return SRESID_OK;
-}
-
 bool sresid__parse_u64(const char *s, uint64_t *out)
 {
     if (!*s || (s[0] == '0' && s[1]))

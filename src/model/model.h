@@ -139,9 +139,6 @@ sresid_status sresid__meta_open(const char *path, const void *out, const char *f
  * or not the one this library reads. */
 sresid_status sresid__meta_format(const sresid_model *m, const char *path, const char *format,
                                   const char *version_key, const char *version, const char *what);
-/* key must be present and equal want (METADATA otherwise). */
-sresid_status sresid__meta_expect(const sresid_model *m, const char *path, const char *key,
-                                  const char *want);
 /* A decimal count without sign, spaces or leading zeros (other than "0")
  * that fits 64 bits. */
 bool sresid__parse_u64(const char *s, uint64_t *out);

@@ -197,20 +197,17 @@ sresid_status sresid_sparse_apply(const sresid_sparse *sparse, const sresid_mode
     /* the base's own layout: same order, dtypes and sizes as sresid_model_save */
     if ((st = sresid__st_layout(base, path, &order, &head, &head_len)))
         goto out;
-    /* never over the base's files or the delta's own */
-    if (sparse->has_source && !(st = sresid__model_file_ids(base, &keep, &nkeep))) {
-        sresid__file_id *k = realloc(keep, (nkeep + 1) * sizeof *k);
-        if (k) {
-            keep = k;
-            keep[nkeep++] = sparse->source;
-        } else {
-            st = sresid__fail(SRESID_ERR_NOMEM, "%s: out of memory", path);
-        }
-    } else if (!st) {
-        st = sresid__model_file_ids(base, &keep, &nkeep);
-    }
-    if (st)
+    /* never over the base's files or the delta's own (room for it first) */
+    if ((st = sresid__model_file_ids(base, &keep, &nkeep)))
         goto out;
+    sresid__file_id *grown = realloc(keep, (nkeep + 1) * sizeof *grown);
+    if (!grown) {
+        st = sresid__fail(SRESID_ERR_NOMEM, "%s: out of memory", path);
+        goto out;
+    }
+    keep = grown;
+    if (sparse->has_source)
+        keep[nkeep++] = sparse->source;
     sresid__afile f;
     if ((st = sresid__afile_open_guarded(&f, path, keep, nkeep)))
         goto out;
