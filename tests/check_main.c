@@ -11,6 +11,7 @@ int main(void)
         suite_common, suite_jobs, suite_dtype,  suite_names,    suite_model,
         suite_malformed, suite_shards, suite_residual, suite_fixture, suite_stats, suite_matrix, suite_report,
         suite_mask, suite_optim, suite_amp, suite_amp_select, suite_sparse, suite_safety,
+        suite_cancel,
     };
     (void)tu_tmpdir();
     SRunner *sr = srunner_create(NULL);

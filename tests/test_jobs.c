@@ -115,74 +115,117 @@ START_TEST(lowest_failing_id_wins)
 END_TEST
 
 typedef struct plog {
-    uint64_t calls, last;
+    uint64_t calls, last, total;
     bool monotone, same_thread, named;
     pthread_t caller;
-    int stop_after; /* interrupt once this many progress calls were seen (0: never) */
-    int polls, stop_poll; /* interrupt at poll number stop_poll (0: never) */
+    int stop_after;       /* ask to stop at this many units (0: never) */
+    int polls, stop_poll; /* ask to stop at heartbeat number stop_poll (0: never) */
+    uint64_t old_calls;   /* calls of the report's older progress callback */
 } plog;
+
+static plog plog_new(uint64_t total, int stop_after, int stop_poll)
+{
+    return (plog){.total = total, .monotone = true, .same_thread = true, .named = true,
+                  .caller = pthread_self(), .stop_after = stop_after, .stop_poll = stop_poll};
+}
+
+static int on_monitor(void *user, uint64_t done, uint64_t total, const char *name)
+{
+    plog *l = user;
+    l->same_thread &= pthread_equal(pthread_self(), l->caller) != 0;
+    if (name) { /* a unit finished */
+        l->monotone &= done == l->last + 1 && total == l->total;
+        l->named &= strcmp(name, "even") == 0 || strcmp(name, "odd") == 0;
+        l->last = done;
+        l->calls++;
+    } else { /* a heartbeat: done unchanged */
+        l->monotone &= done == l->last && total == l->total;
+        l->polls++;
+    }
+    return (l->stop_after && l->calls >= (uint64_t)l->stop_after) ||
+           (l->stop_poll && l->polls >= l->stop_poll);
+}
 
 static void on_progress(void *user, size_t done, size_t total, const char *name)
 {
     plog *l = user;
-    l->monotone &= done == l->last + 1 && total == 110;
-    l->same_thread &= pthread_equal(pthread_self(), l->caller) != 0;
-    l->named &= name && (strcmp(name, "even") == 0 || strcmp(name, "odd") == 0);
-    l->last = done;
-    l->calls++;
-}
-
-static sresid_status interrupt(void *user)
-{
-    plog *l = user;
-    ck_assert(pthread_equal(pthread_self(), l->caller));
-    l->polls++;
-    if ((l->stop_after && l->calls >= (uint64_t)l->stop_after) ||
-        (l->stop_poll && l->polls >= l->stop_poll))
-        return sresid__fail(SRESID_ERR_INVALID_ARG, "stopped by the caller");
-    return SRESID_OK;
+    ck_assert_uint_eq(done, l->last + 1); /* the count the monitor is given next */
+    ck_assert_uint_eq(total, l->total);
+    ck_assert_ptr_nonnull(name);
+    l->old_calls++;
 }
 
 START_TEST(progress_on_calling_thread)
 {
     for (int w = 1; w <= 3; w++) {
         jctx c = {.njobs = 10};
-        plog l = {0, 100, true, true, true, pthread_self(), 0, 0, 0};
+        plog l = plog_new(110, 0, 0);
+        l.last = 100;
+        sresid__watch watch;
+        sresid__watch_begin(&watch, "test", on_monitor, &l, 110);
+        watch.done = 100;
         sresid__plan p = {.njobs = 10, .workers = w, .blas_threads = 1, .run = job, .ctx = &c,
-                          .progress = on_progress, .progress_user = &l, .label = label,
-                          .progress_base = 100, .progress_total = 110,
-                          .interrupt = interrupt, .interrupt_user = &l};
+                          .watch = &watch, .label = label};
         ck_assert_ok(sresid__plan_run(&p));
         ck_assert_uint_eq(l.calls, 10);
         ck_assert_uint_eq(l.last, 110);
         ck_assert(l.monotone && l.same_thread && l.named);
     }
+    /* no monitor in the call: the thread's default follows it, and the
+     * report's older callback sees the same counts */
+    jctx c = {.njobs = 10};
+    plog l = plog_new(10, 0, 0);
+    sresid_set_monitor(on_monitor, &l);
+    sresid__watch watch;
+    sresid__watch_begin(&watch, "test", NULL, NULL, 10);
+    sresid_set_monitor(NULL, NULL);
+    watch.progress = on_progress;
+    watch.progress_user = &l;
+    sresid__plan p = {.njobs = 10, .workers = 2, .blas_threads = 1, .run = job, .ctx = &c,
+                      .watch = &watch, .label = label};
+    ck_assert_ok(sresid__plan_run(&p));
+    ck_assert_uint_eq(l.calls, 10);
+    ck_assert_uint_eq(l.old_calls, 10);
+    ck_assert(l.monotone && l.named);
+    sresid__watch_begin(&watch, "test", NULL, NULL, 10); /* the default was removed */
+    ck_assert_ptr_null(watch.monitor);
 }
 END_TEST
 
-START_TEST(interrupt_stops_between_and_inside_jobs)
+START_TEST(monitor_stops_between_and_inside_jobs)
 {
     for (int w = 1; w <= 2; w++) {
-        /* between jobs: after 3 reports nothing new starts */
+        /* between jobs: at the 3rd unit the monitor asks to stop; nothing
+         * new starts, and it is not asked again */
         long sleep_us[40];
         for (int j = 0; j < 40; j++)
             sleep_us[j] = 2000;
         jctx c = {.njobs = 40, .sleep_us = sleep_us};
-        plog l = {0, 0, true, true, true, pthread_self(), 3, 0, 0};
+        plog l = plog_new(40, 3, 0);
+        sresid__watch watch;
+        sresid__watch_begin(&watch, "test", on_monitor, &l, 40);
         sresid__plan p = {.njobs = 40, .workers = w, .blas_threads = 1, .run = job, .ctx = &c,
-                          .progress = on_progress, .progress_user = &l, .label = label,
-                          .progress_total = 110, .interrupt = interrupt, .interrupt_user = &l};
-        ck_assert_status(sresid__plan_run(&p), SRESID_ERR_INVALID_ARG);
-        ck_assert_str_eq(sresid_last_error(), "stopped by the caller");
+                          .watch = &watch, .label = label};
+        ck_assert_status(sresid__plan_run(&p), SRESID_ERR_CANCELLED);
+        ck_assert_str_eq(sresid_last_error(), "test: stopped by the monitor after 3 of 40 units");
         ck_assert_uint_lt(atomic_load(&c.started), 40);
+        ck_assert_uint_eq(l.calls, 3);
 
-        /* inside a job: the second poll (after 100 ms) stops the run, the
-         * jobs see sresid__job_stopping() and return long before 5 s */
+        /* inside a job: the second heartbeat (about 200 ms in) stops the
+         * run; the jobs see sresid__job_stopping() and return long before
+         * their 5 s */
         jctx d = {.njobs = 2, .poll_stop = true};
-        plog m = {0, 0, true, true, true, pthread_self(), 0, 0, 2};
+        plog m = plog_new(2, 0, 2);
+        sresid__watch_begin(&watch, "test", on_monitor, &m, 2);
         sresid__plan q = {.njobs = 2, .workers = w, .blas_threads = 1, .run = job, .ctx = &d,
-                          .interrupt = interrupt, .interrupt_user = &m};
-        ck_assert_status(sresid__plan_run(&q), SRESID_ERR_INVALID_ARG);
+                          .watch = &watch, .label = label};
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        ck_assert_status(sresid__plan_run(&q), SRESID_ERR_CANCELLED);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        ck_assert_double_lt((double)(t1.tv_sec - t0.tv_sec), 2.0);
+        ck_assert_int_eq(m.polls, 2);
+        ck_assert(m.monotone && m.same_thread);
         ck_assert_uint_ge(atomic_load(&d.started), 1);
         ck_assert_int_eq(atomic_load(&d.saw_stop), (int)atomic_load(&d.started));
     }
@@ -208,17 +251,18 @@ START_TEST(higher_jobs_stop_after_a_lower_failure)
     ck_assert_int_eq(atomic_load(&c.saw_stop), 1);
     ck_assert_double_lt((double)(t1.tv_sec - t0.tv_sec), 4.0); /* not the 5 s wait */
 
-    /* an interrupt wins over a failure: job 0 fails, then the poll before
-     * job 1 stops the run */
+    /* a stop wins over a failure: job 0 fails after 150 ms, then the
+     * heartbeat before job 1 stops the run */
     unsigned char fail2[3] = {1, 0, 0};
-    long sleep2[3] = {0, 0, 0};
+    long sleep2[3] = {150000, 0, 0};
     jctx d = {.njobs = 3, .fail = fail2, .sleep_us = sleep2};
-    plog l = {0, 0, true, true, true, pthread_self(), 0, 0, 2};
+    plog l = plog_new(3, 0, 1);
+    sresid__watch watch;
+    sresid__watch_begin(&watch, "test", on_monitor, &l, 3);
     sresid__plan q = {.njobs = 3, .workers = 1, .blas_threads = 1, .run = job, .ctx = &d,
-                      .progress = on_progress, .progress_user = &l, .label = label,
-                      .progress_total = 110, .interrupt = interrupt, .interrupt_user = &l};
-    ck_assert_status(sresid__plan_run(&q), SRESID_ERR_INVALID_ARG);
-    ck_assert_str_eq(sresid_last_error(), "stopped by the caller");
+                      .watch = &watch, .label = label};
+    ck_assert_status(sresid__plan_run(&q), SRESID_ERR_CANCELLED);
+    ck_assert_str_eq(sresid_last_error(), "test: stopped by the monitor after 0 of 3 units");
     ck_assert_int_eq(atomic_load(&d.ran[0]), 1);
     ck_assert_int_eq(atomic_load(&d.ran[1]), 0);
 }
@@ -287,7 +331,7 @@ Suite *suite_jobs(void)
     tcase_add_test(tc, largest_first_each_once);
     tcase_add_test(tc, lowest_failing_id_wins);
     tcase_add_test(tc, progress_on_calling_thread);
-    tcase_add_test(tc, interrupt_stops_between_and_inside_jobs);
+    tcase_add_test(tc, monitor_stops_between_and_inside_jobs);
     tcase_add_test(tc, higher_jobs_stop_after_a_lower_failure);
     tcase_add_test(tc, only_and_partition);
     tcase_add_test(tc, thread_budget);

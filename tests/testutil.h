@@ -27,6 +27,7 @@ Suite *suite_sparse(void);
 Suite *suite_amp_select(void);
 Suite *suite_jobs(void);
 Suite *suite_safety(void);
+Suite *suite_cancel(void);
 
 /* Per-process scratch directory (created on first use, removed at exit),
  * or $SRESID_TEST_KEEP_DIR (must exist; kept). */

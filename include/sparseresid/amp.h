@@ -51,6 +51,10 @@ typedef struct sresid_amp_opts {
     const char *pattern; /* glob over tensor names (as sresid_model_set_kind_rules);
                             NULL = every name; read during the call only */
     int64_t min_dim;     /* skip matrices with min(m, n) below this; 0 = 2 */
+    /* since 1.1: follows the bases (one unit a tensor) and can stop them
+       (common.h); NULL: the thread's default (sresid_set_monitor) */
+    sresid_monitor_fn monitor;
+    void *monitor_user;
 } sresid_amp_opts;
 
 /* Select the float tensors of rank >= 2 whose kind is in opts->kinds, whose

@@ -52,6 +52,7 @@ typedef int32_t sresid_status;
 #define SRESID_ERR_NONFINITE     15  /* NaN or Inf where finite values are required */
 #define SRESID_ERR_UNSUPPORTED   16  /* valid request this build cannot serve */
 #define SRESID_ERR_FORMAT        17  /* since 1.1: another file format (GGUF, PyTorch, ...) */
+#define SRESID_ERR_CANCELLED     18  /* since 1.1: a monitor asked the call to stop */
 
 /* Version of the library actually loaded (may differ from the header's). */
 SRESID_API const char *sresid_version_string(void);
@@ -77,6 +78,31 @@ SRESID_API sresid_status sresid_set_threads(int32_t n);
 
 /* Effective thread count (>= 1). Thread-safe. */
 SRESID_API int32_t sresid_get_threads(void);
+
+/* Since 1.1. A monitor follows a long call and can stop it. It is called on
+ * the calling thread only, never concurrently for one call:
+ *  - after each unit of work (a tensor, mostly; each function's doc says
+ *    which), with done = 1, 2, ..., total and name the unit just finished
+ *    (borrowed for the call); total is fixed for the call;
+ *  - between units, at least every 100 ms while work runs, with name NULL
+ *    and done unchanged, so that a stop request (a signal flag, a button)
+ *    is seen without waiting for a unit to finish.
+ * Return 0 to go on, anything else to stop: the call then returns
+ * SRESID_ERR_CANCELLED as soon as the work in flight is abandoned (at most
+ * one tensor per worker), with nothing half done: *out untouched, no file
+ * written (temporaries discarded), objects it would update unchanged. The
+ * monitor is not called again for that call once it has asked to stop.
+ * A monitor must not call back into the library with the objects of the
+ * call it follows. */
+typedef int (*sresid_monitor_fn)(void *user, uint64_t done, uint64_t total, const char *name);
+
+/* Since 1.1. The calling thread's default monitor: followed by every long
+ * call this thread makes whose options give no monitor of their own
+ * (sresid_amp_fit, sresid_amp_share, sresid_amp_export and sresid_amp_load
+ * have no options, so this is their monitor). NULL fn removes it. The
+ * setting is thread-local; user is the caller's and is passed back as is.
+ * Never fails. */
+SRESID_API void sresid_set_monitor(sresid_monitor_fn fn, void *user);
 
 /* Name of the BLIS kernel set in use ("skx", "zen3", "generic", ...); never
  * NULL. Initialises BLIS if needed. Thread-safe; the string is static. */

@@ -187,6 +187,11 @@ SRESID_API sresid_status sresid_model_set_metadata(sresid_model *model, const ch
 typedef struct sresid_save_opts {
     size_t size;
     uint32_t flags; /* SRESID_SAVE_* */
+    /* since 1.1: follows the writing (one unit a tensor written, see each
+       save function) and can stop it (common.h): nothing is written then.
+       NULL: the thread's default (sresid_set_monitor) */
+    sresid_monitor_fn monitor;
+    void *monitor_user;
 } sresid_save_opts;
 
 /* Save as one safetensors file in the reference layout: header padded with
@@ -195,8 +200,9 @@ typedef struct sresid_save_opts {
  * enum order, then name), data contiguous. Written to a temporary file beside path
  * and renamed, so path never holds a partial file. Refused (IO, nothing
  * written) when path is one of the model's own files (same file through
- * symlinks or hard links) or exists and is not a regular file.
- * Errors: INVALID_ARG (also an empty path), IO, NOMEM. */
+ * symlinks or hard links) or exists and is not a regular file. The
+ * monitor's unit is a tensor written.
+ * Errors: INVALID_ARG (also an empty path), IO, NOMEM, CANCELLED. */
 SRESID_API sresid_status sresid_model_save(const sresid_model *model, const char *path,
                                            const sresid_save_opts *opts);
 

@@ -55,11 +55,16 @@ typedef struct sresid_report_opts {
     int32_t threads;        /* 0 = sresid_get_threads() */
     sresid_progress_fn progress; /* may be NULL */
     void *progress_user;
+    /* since 1.1: follows the run and can stop it (common.h); the units are
+       those of progress. NULL: the thread's default (sresid_set_monitor) */
+    sresid_monitor_fn monitor;
+    void *monitor_user;
 } sresid_report_opts;
 
 /* Run the report over a residual's paired tensors (trained - base).
  * *out is the caller's. Errors: INVALID_ARG, NONFINITE (with the flag),
- * NOMEM, and read errors of the models. */
+ * NOMEM, CANCELLED (the monitor asked to stop), and read errors of the
+ * models. */
 SRESID_API sresid_status sresid_report_residual(const sresid_residual *residual,
                                                 const sresid_report_opts *opts,
                                                 sresid_report **out);

@@ -131,6 +131,13 @@ typedef struct sresid_sparse_opts {
     uint64_t seed;       /* DARE */
     int32_t threads;     /* 0..4096 workers over the tensors; 0 = sresid_get_threads() */
     uint32_t flags;      /* SRESID_SPARSE_* */
+    /* since 1.1: follows the run and can stop it (common.h). Units: a
+       tensor in a pass over the residual; TOP and ENERGY plan for four
+       passes (two counting passes, a tie pass, the collecting pass) and
+       count those not needed as done when skipped. NULL: the thread's
+       default (sresid_set_monitor) */
+    sresid_monitor_fn monitor;
+    void *monitor_user;
 } sresid_sparse_opts;
 
 /* Build a sparse residual. Memory is bounded by the kept entries plus one
@@ -143,7 +150,7 @@ typedef struct sresid_sparse_opts {
  * paired tensor is listed, also with nothing kept. *out is the caller's;
  * the residual and its models may be freed afterwards.
  * Errors: INVALID_ARG, DTYPE (value dtype), NONFINITE (the message names
- * the tensor), NOMEM, IO. */
+ * the tensor), NOMEM, IO, CANCELLED. */
 SRESID_API sresid_status sresid_sparse_create(const sresid_residual *residual,
                                               const sresid_sparse_opts *opts,
                                               sresid_sparse **out);
@@ -188,7 +195,9 @@ SRESID_API sresid_status sresid_sparse_entries(const sresid_sparse *sparse, size
                                                uint64_t count);
 
 /* Save as safetensors, written whole or not at all; never over the file it
- * was loaded from (IO). Errors: INVALID_ARG, IO, NOMEM. */
+ * was loaded from (IO). The monitor's unit is a stored part (positions,
+ * values or low parts of a tensor). Errors: INVALID_ARG, IO, NOMEM,
+ * CANCELLED. */
 SRESID_API sresid_status sresid_sparse_save(const sresid_sparse *sparse, const char *path,
                                             const sresid_save_opts *opts);
 
@@ -209,6 +218,11 @@ typedef struct sresid_apply_opts {
     size_t size;
     double scale;    /* 0 = 1; finite */
     uint32_t flags;  /* SRESID_APPLY_* and SRESID_SAVE_NO_CLOBBER */
+    /* since 1.1: follows the run (units: each delta tensor checked, then
+       each base tensor written) and can stop it (common.h): no file then.
+       NULL: the thread's default (sresid_set_monitor) */
+    sresid_monitor_fn monitor;
+    void *monitor_user;
 } sresid_apply_opts;
 
 /* Write base + scale * R_sparse to path as a full safetensors model: every
@@ -220,7 +234,7 @@ typedef struct sresid_apply_opts {
  * so path never holds a partial file, and never over a file of the base or
  * the file the delta was loaded from (IO).
  * Errors: INVALID_ARG, MISMATCH, NONFINITE (also a value beyond an F8
- * format's range), IO, NOMEM. */
+ * format's range), IO, NOMEM, CANCELLED. */
 SRESID_API sresid_status sresid_sparse_apply(const sresid_sparse *sparse,
                                              const sresid_model *base,
                                              const sresid_apply_opts *opts, const char *path);

@@ -43,6 +43,12 @@ sresid_status sresid__amp_pair(const sresid_amp *amp, const sresid_model *traine
                               const char *fn, size_t *tidx);
 /* An amp of count tensors with zeroed entries (basis.c); NULL on NOMEM. */
 sresid_amp *sresid__amp_new(const sresid_model *base, int32_t layout, size_t count);
+
+/* Name of selected tensor t (borrowed from the base). */
+static inline const char *sresid__amp_name(const sresid_amp *amp, size_t t)
+{
+    return amp->base->tensors[amp->t[t].index].name;
+}
 /* With each t[i].rank set: offsets, counts, nscores, and the scores and s0
  * buffers allocated (contents undefined). OVERFLOW, NOMEM. */
 sresid_status sresid__amp_lay_out(sresid_amp *amp, const char *fn);

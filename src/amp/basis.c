@@ -232,12 +232,18 @@ static sresid_status basis_job_run(void *ctx, size_t i, int worker)
     return basis_of(b->base, b->jobs[i].t, b->jobs[i].s);
 }
 
+static const char *basis_job_label(void *ctx, size_t i)
+{
+    basis_run *b = ctx;
+    return b->base->tensors[b->jobs[i].t->index].name;
+}
+
 /* Every tensor's basis through the job engine, largest SVD first. Each
  * job writes only its own tensor, so the result does not depend on the
  * thread count; the engine reports the first failing tensor in model
- * order. */
+ * order. A unit of the monitor is one tensor's basis. */
 static sresid_status compute_bases(const sresid_model *base, basis_job *jobs, size_t n,
-                                   int32_t threads)
+                                   int32_t threads, const sresid_amp_opts *o)
 {
     uint64_t *cost = malloc((n ? n : 1) * sizeof *cost);
     if (!cost)
@@ -248,7 +254,10 @@ static sresid_status compute_bases(const sresid_model *base, basis_job *jobs, si
         cost[i] = (uint64_t)a->rows * (uint64_t)a->cols * k;
     }
     basis_run b = {base, jobs};
-    sresid__plan p = {.njobs = n, .cost = cost, .run = basis_job_run, .ctx = &b};
+    sresid__watch w;
+    sresid__watch_begin(&w, "sresid_amp_create", o->monitor, o->monitor_user, n);
+    sresid__plan p = {.njobs = n, .cost = cost, .run = basis_job_run, .ctx = &b, .watch = &w,
+                      .label = basis_job_label};
     sresid__plan_threads(&p, threads);
     sresid_status st = sresid__plan_run(&p);
     free(cost);
@@ -389,7 +398,7 @@ sresid_status sresid_amp_create(const sresid_model *base, const sresid_amp_opts 
         jobs[i].s = sv + pos;
         pos += (size_t)amp->t[i].rank;
     }
-    if ((st = compute_bases(base, jobs, count, threads)))
+    if ((st = compute_bases(base, jobs, count, threads, &o)))
         goto out;
     /* s0: the singular values, or diag(s0) as r x r matrices */
     memset(amp->s0, 0, (size_t)amp->nscores * sizeof *amp->s0);
@@ -914,6 +923,11 @@ static sresid_status fit_job(void *ctx, size_t i, int worker)
     return SRESID_OK;
 }
 
+static const char *fit_label(void *ctx, size_t i)
+{
+    return sresid__amp_name(((fit_run *)ctx)->amp, i);
+}
+
 sresid_status sresid_amp_fit(sresid_amp *amp, const sresid_model *trained, const sresid_mask *mask)
 {
     static const char fn[] = "sresid_amp_fit";
@@ -942,7 +956,10 @@ sresid_status sresid_amp_fit(sresid_amp *amp, const sresid_model *trained, const
         u.maxmn = mn > u.maxmn ? mn : u.maxmn;
         cost[i] = (uint64_t)mn * (uint64_t)amp->t[i].rank; /* the projection's products */
     }
-    sresid__plan p = {.njobs = amp->count, .cost = cost, .run = fit_job, .ctx = &u};
+    sresid__watch w;
+    sresid__watch_begin(&w, fn, NULL, NULL, amp->count);
+    sresid__plan p = {.njobs = amp->count, .cost = cost, .run = fit_job, .ctx = &u,
+                      .watch = &w, .label = fit_label};
     sresid__plan_threads(&p, sresid_get_threads());
     u.fresh = falloc((size_t)amp->nscores);
     u.buf = calloc(2 * (size_t)p.workers, sizeof *u.buf);
@@ -998,6 +1015,8 @@ sresid_status sresid_amp_export(const sresid_amp *amp, sresid_model **out)
     for (size_t i = 0; i < base->meta_count; i++)
         if ((st = sresid_model_set_metadata(m, base->meta_keys[i], base->meta_values[i])))
             goto out;
+    sresid__watch watch; /* one unit a base tensor */
+    sresid__watch_begin(&watch, fn, NULL, NULL, base->count);
     for (size_t i = 0; i < base->count; i++) {
         const sresid__tensor *T = &base->tensors[i];
         buf = malloc(T->nbytes ? (size_t)T->nbytes : 1);
@@ -1042,6 +1061,8 @@ sresid_status sresid_amp_export(const sresid_amp *amp, sresid_model **out)
             goto out;
         free(buf);
         buf = NULL;
+        if ((st = sresid__watch_step(&watch, T->name)))
+            goto out;
     }
     *out = m;
     m = NULL;

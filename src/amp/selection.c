@@ -25,11 +25,6 @@ static void segments(const sresid_amp *amp, uint32_t flags, const uint64_t **off
     *nseg = per ? amp->count : 0;
 }
 
-static const char *tensor_name(const sresid_amp *amp, size_t t)
-{
-    return amp->base->tensors[amp->t[t].index].name;
-}
-
 /* Tensor holding score i (offsets are sorted). */
 static size_t tensor_of(const sresid_amp *amp, uint64_t i)
 {
@@ -61,7 +56,7 @@ static sresid_status score_change(const sresid_amp *amp, const char *fn, float *
                 SRESID_ERR_NONFINITE,
                 "%s: score %llu (entry %llu of tensor '%s') is %g, not finite%s", fn,
                 (unsigned long long)i, (unsigned long long)(i - amp->offsets[t]),
-                tensor_name(amp, t), (double)amp->scores[i],
+                sresid__amp_name(amp, t), (double)amp->scores[i],
                 isfinite(amp->scores[i]) ? " (s - s0 overflows)" : "");
             free(d);
             return st;
@@ -227,7 +222,7 @@ static sresid_status share_tensor(share_run *u, size_t t)
 {
     const sresid_amp *amp = u->amp;
     const sresid__amp_tensor *at = &amp->t[t];
-    const char *name = tensor_name(amp, t);
+    const char *name = sresid__amp_name(amp, t);
     const int64_t m = at->rows, n = at->cols, r = at->rank;
     const size_t mn = (size_t)m * (size_t)n; /* the amp read it whole: it fits */
     float *w0 = NULL, *res = NULL, *tmp = NULL, *core = NULL;
@@ -299,8 +294,14 @@ static sresid_status share_job(void *ctx, size_t t, int worker)
     return share_tensor(ctx, t);
 }
 
+static const char *share_label(void *ctx, size_t t)
+{
+    return sresid__amp_name(((share_run *)ctx)->amp, t);
+}
+
 /* share_tensor over every tensor through the job engine, on up to
- * sresid_get_threads() threads, the largest products first. */
+ * sresid_get_threads() threads, the largest products first; one unit of
+ * the thread's monitor a tensor. */
 static sresid_status share_all(share_run *u)
 {
     const sresid_amp *amp = u->amp;
@@ -309,7 +310,10 @@ static sresid_status share_all(share_run *u)
         return sresid__fail(SRESID_ERR_NOMEM, "sresid_amp_share: out of memory");
     for (size_t t = 0; t < amp->count; t++) /* R V dominates: m n r */
         cost[t] = (uint64_t)amp->t[t].rows * (uint64_t)amp->t[t].cols * (uint64_t)amp->t[t].rank;
-    sresid__plan p = {.njobs = amp->count, .cost = cost, .run = share_job, .ctx = u};
+    sresid__watch w;
+    sresid__watch_begin(&w, "sresid_amp_share", NULL, NULL, amp->count);
+    sresid__plan p = {.njobs = amp->count, .cost = cost, .run = share_job, .ctx = u,
+                      .watch = &w, .label = share_label};
     sresid__plan_threads(&p, sresid_get_threads());
     sresid_status st = sresid__plan_run(&p);
     free(cost);

@@ -22,7 +22,7 @@ static const char *layout_name(int32_t layout)
 }
 
 /* The "tensors" metadata value: a JSON array, one object per tensor. */
-static sresid_status tensors_json(const sresid_amp *amp, char **text)
+static sresid_status tensors_json(const sresid_amp *amp, char **text, sresid__watch *w)
 {
     json_t *arr = json_array();
     sresid_status st = arr ? SRESID_OK : SRESID_ERR_NOMEM;
@@ -37,6 +37,8 @@ static sresid_status tensors_json(const sresid_amp *amp, char **text)
                               (json_int_t)a->rank, "hash", hex);
         if (!o || json_array_append_new(arr, o) != 0)
             st = SRESID_ERR_NOMEM;
+        else
+            st = sresid__watch_step(w, amp->base->tensors[a->index].name);
     }
     if (st == SRESID_OK && !(*text = json_dumps(arr, JSON_COMPACT | JSON_PRESERVE_ORDER)))
         st = SRESID_ERR_NOMEM;
@@ -52,7 +54,8 @@ sresid_status sresid_amp_save(const sresid_amp *amp, const sresid_mask *mask, co
     static const char fn[] = "sresid_amp_save";
     if (!amp || !path)
         return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: %s is NULL", fn, amp ? "path" : "amp");
-    sresid_status st = sresid__check_opts(opts, sizeof *opts, sizeof(size_t), fn);
+    sresid_save_opts o;
+    sresid_status st = sresid__read_opts(&o, sizeof o, opts, fn);
     if (st)
         return st;
     if (mask && sresid_mask_size(mask) != amp->nscores)
@@ -68,7 +71,11 @@ sresid_status sresid_amp_save(const sresid_amp *amp, const sresid_mask *mask, co
     sresid_model *m = NULL;
     char *text = NULL, *name = NULL;
     unsigned char *bits = NULL;
-    if ((st = tensors_json(amp, &text)) || (st = sresid_model_create(NULL, &m)))
+    /* units: each base tensor hashed, then each tensor of the file written */
+    sresid__watch w;
+    sresid__watch_begin(&w, fn, o.monitor, o.monitor_user,
+                        3 * (uint64_t)amp->count + 2 + (mask != NULL));
+    if ((st = tensors_json(amp, &text, &w)) || (st = sresid_model_create(NULL, &m)))
         goto out;
     char count[24];
     snprintf(count, sizeof count, "%llu", (unsigned long long)amp->nscores);
@@ -109,18 +116,18 @@ sresid_status sresid_amp_save(const sresid_amp *amp, const sresid_mask *mask, co
     if (mask) {
         /* entry i at bit i % 8 of byte i / 8, as sresid_mask_save writes it */
         int64_t nb = (ns + 7) / 8;
-        const uint64_t *w = sresid__mask_words(mask);
+        const uint64_t *words = sresid__mask_words(mask);
         if (!(bits = malloc(nb ? (size_t)nb : 1))) {
             st = sresid__fail(SRESID_ERR_NOMEM, "%s: out of memory", fn);
             goto out;
         }
         for (int64_t b = 0; b < nb; b++)
-            bits[b] = (unsigned char)(w[b / 8] >> (8 * (b % 8)));
+            bits[b] = (unsigned char)(words[b / 8] >> (8 * (b % 8)));
         if ((st = sresid_model_add_tensor(m, "mask", SRESID_DTYPE_U8, 1, &nb, bits, (size_t)nb,
                                           SRESID_ADD_BORROW)))
             goto out;
     }
-    st = sresid__model_save_guarded(m, path, opts, &amp->base, 1);
+    st = sresid__model_save_guarded(m, path, opts, &amp->base, 1, &w);
 out:
     sresid_model_free(m);
     free(text);
@@ -272,6 +279,8 @@ sresid_status sresid_amp_load(const sresid_model *base, const char *path, sresid
         st = sresid__fail(SRESID_ERR_NOMEM, "%s: out of memory", fn);
         goto out;
     }
+    sresid__watch w; /* one unit a base tensor checked (hashed) */
+    sresid__watch_begin(&w, fn, NULL, NULL, count);
     for (size_t i = 0; i < count; i++) {
         entry e;
         if ((st = get_entry(path, root, i, &e)))
@@ -309,6 +318,8 @@ sresid_status sresid_amp_load(const sresid_model *base, const char *path, sresid
                               "one this state was made for (content hash)", path, e.name);
             goto out;
         }
+        if ((st = sresid__watch_step(&w, e.name)))
+            goto out;
         sresid__amp_tensor *a = &amp->t[i];
         a->index = (size_t)e.index;
         a->rows = m;

@@ -55,7 +55,8 @@ sresid_status sresid__model_file_ids(const sresid_model *m, sresid__file_id **id
 
 sresid_status sresid__model_save_guarded(const sresid_model *m, const char *path,
                                          const sresid_save_opts *opts,
-                                         const sresid_model *const *inputs, size_t ninputs)
+                                         const sresid_model *const *inputs, size_t ninputs,
+                                         sresid__watch *w)
 {
     if (!m || !path)
         return sresid__fail(SRESID_ERR_INVALID_ARG, "sresid_model_save: %s is NULL",
@@ -74,8 +75,13 @@ sresid_status sresid__model_save_guarded(const sresid_model *m, const char *path
     for (size_t i = 0; !st && i < ninputs; i++)
         if (inputs[i])
             st = sresid__model_file_ids(inputs[i], &ids, &n);
+    sresid__watch own;
+    if (!w) {
+        sresid__watch_begin(&own, "sresid_model_save", o.monitor, o.monitor_user, m->count);
+        w = &own;
+    }
     if (!st)
-        st = sresid__st_save(m, path, o.flags, ids, n);
+        st = sresid__st_save(m, path, o.flags, ids, n, w);
     free(ids);
     return st;
 }
@@ -83,7 +89,7 @@ sresid_status sresid__model_save_guarded(const sresid_model *m, const char *path
 sresid_status sresid_model_save(const sresid_model *m, const char *path,
                                 const sresid_save_opts *opts)
 {
-    return sresid__model_save_guarded(m, path, opts, NULL, 0);
+    return sresid__model_save_guarded(m, path, opts, NULL, 0, NULL);
 }
 
 sresid_status sresid_model_uses_file(const sresid_model *m, const char *path, int32_t *uses)

@@ -5,6 +5,7 @@
 #define SPARSERESID_MODEL_MODEL_H
 
 #include "util/util.h"
+#include "util/monitor.h"
 
 #define SRESID__MAX_NDIM 64
 #define SRESID__HEADER_LIMIT 100000000ull /* as the reference implementation */
@@ -83,17 +84,20 @@ bool sresid__utf8_valid(const char *s, size_t len);
 /* Map one file and append its tensors and metadata to m. */
 sresid_status sresid__st_open_file(sresid_model *m, const char *path);
 /* Save m (sresid_model_save's layout), never over one of the nkeep files of
- * keep. */
+ * keep; one step of w (may be NULL) a tensor written. */
 sresid_status sresid__st_save(const sresid_model *m, const char *path, uint32_t flags,
-                             const sresid__file_id *keep, size_t nkeep);
+                             const sresid__file_id *keep, size_t nkeep, sresid__watch *w);
 /* The identities of m's backing files (the files it keeps open), appended
  * to *ids (realloc'd; *n entries). NOMEM. */
 sresid_status sresid__model_file_ids(const sresid_model *m, sresid__file_id **ids, size_t *n);
 /* sresid_model_save that also refuses to write over a file of the ninputs
- * models of inputs (NULL entries skipped): saves made from other models. */
+ * models of inputs (NULL entries skipped): saves made from other models.
+ * w: the caller's count of units (one step a tensor written), or NULL for
+ * one of its own from the options' monitor. */
 sresid_status sresid__model_save_guarded(const sresid_model *m, const char *path,
                                          const sresid_save_opts *opts,
-                                         const sresid_model *const *inputs, size_t ninputs);
+                                         const sresid_model *const *inputs, size_t ninputs,
+                                         sresid__watch *w);
 /* A safetensors header from its JSON object: compact, in insertion order,
  * padded with spaces to a multiple of 8 bytes (*hlen, the text's length);
  * malloc'd, NULL on NOMEM. */

@@ -369,7 +369,7 @@ sresid_status sresid__st_layout(const sresid_model *m, const char *path,
 }
 
 sresid_status sresid__st_save(const sresid_model *m, const char *path, uint32_t flags,
-                             const sresid__file_id *keep, size_t nkeep)
+                             const sresid__file_id *keep, size_t nkeep, sresid__watch *w)
 {
     const sresid__tensor **order = NULL;
     unsigned char *head = NULL;
@@ -393,14 +393,18 @@ sresid_status sresid__st_save(const sresid_model *m, const char *path, uint32_t 
         const sresid__tensor *t = order[i];
         if (t->file < 0) {
             sresid__afile_write(&f, t->data, (size_t)t->nbytes);
-            continue;
+        } else {
+            for (uint64_t off = 0; !st && off < t->nbytes; off += bounce_len) {
+                size_t k = t->nbytes - off < bounce_len ? (size_t)(t->nbytes - off) : bounce_len;
+                st = sresid__tensor_bytes(m, t, off, bounce, k);
+                if (!st && !sresid__afile_write(&f, bounce, k))
+                    break;
+                if (!st)
+                    st = sresid__watch_poll(w);
+            }
         }
-        for (uint64_t off = 0; !st && off < t->nbytes; off += bounce_len) {
-            size_t k = t->nbytes - off < bounce_len ? (size_t)(t->nbytes - off) : bounce_len;
-            st = sresid__tensor_bytes(m, t, off, bounce, k);
-            if (!st && !sresid__afile_write(&f, bounce, k))
-                break;
-        }
+        if (!st && !f.failed)
+            st = sresid__watch_step(w, t->name);
     }
     free(bounce);
     st = sresid__afile_close(&f, st, (flags & SRESID_SAVE_NO_CLOBBER) ? SRESID__AFILE_NO_CLOBBER : 0);

@@ -126,8 +126,11 @@ typedef struct run {
     sresid_report *r;
     const sresid_residual *res; /* one of these two */
     const sresid_model *model;
-    sresid_progress_fn progress;
+    sresid_progress_fn progress; /* the caller's, for the run only */
     void *progress_user;
+    sresid_monitor_fn monitor;
+    void *monitor_user;
+    sresid__watch watch;         /* progress over all passes */
     size_t cap;      /* floats in the largest tensor */
     int32_t threads; /* resolved */
     worker *w;
@@ -141,8 +144,6 @@ typedef struct run {
     cjob *cj;
     size_t ncj;
     size_t nadjacent; /* cj[0..nadjacent) adjacent pairs, then first vs last */
-    /* progress over all passes */
-    size_t done, total;
     int pass;        /* the current pass */
 } run;
 
@@ -443,14 +444,10 @@ static sresid_status run_pass(run *u, int pass, size_t njobs, int nworkers)
     uint64_t *cost = malloc((njobs ? njobs : 1) * sizeof *cost);
     if (!cost)
         return nomem();
-    size_t units = 0;
-    for (size_t j = 0; j < njobs; j++) {
+    for (size_t j = 0; j < njobs; j++)
         cost[j] = job_cost(u, j);
-        units += job_label(u, j) != NULL;
-    }
     sresid__plan p = {.njobs = njobs, .cost = cost, .run = job_run, .ctx = u,
-                      .progress = u->progress, .progress_user = u->progress_user,
-                      .label = job_label, .progress_base = u->done, .progress_total = u->total};
+                      .watch = &u->watch, .label = job_label};
     sresid__plan_threads(&p, u->threads);
     if (p.workers > nworkers) { /* fewer workers than threads: BLIS gets the rest */
         p.workers = nworkers;
@@ -458,8 +455,6 @@ static sresid_status run_pass(run *u, int pass, size_t njobs, int nworkers)
     }
     sresid_status st = sresid__plan_run(&p);
     free(cost);
-    if (!st)
-        u->done += units;
     return st;
 }
 
@@ -963,7 +958,10 @@ static sresid_status build(run *u)
             return st;
     }
     bool pool = probe_on(u, SRESID_PROBE_ENTROPY);
-    u->total = r->nt + (pool ? r->nt : 0) + u->ncj;
+    sresid__watch_begin(&u->watch, u->res ? "sresid_report_residual" : "sresid_report_model",
+                        u->monitor, u->monitor_user, r->nt + (pool ? r->nt : 0) + u->ncj);
+    u->watch.progress = u->progress;
+    u->watch.progress_user = u->progress_user;
     /* pass 2 runs up to one baseline per tensor, group and layer too */
     size_t most = 2 * r->nt + NGROUPS + r->nlayers;
     most = most > u->ncj ? most : u->ncj;
@@ -1035,9 +1033,13 @@ static sresid_status report_run(const sresid_residual *res, const sresid_model *
         return st;
     }
     run u = {.r = r, .res = res, .model = model, .progress = r->o.progress,
-             .progress_user = r->o.progress_user};
-    r->o.progress = NULL; /* the callback is the caller's business during the run only */
+             .progress_user = r->o.progress_user, .monitor = r->o.monitor,
+             .monitor_user = r->o.monitor_user};
+    /* the callbacks are the caller's business during the run only */
+    r->o.progress = NULL;
     r->o.progress_user = NULL;
+    r->o.monitor = NULL;
+    r->o.monitor_user = NULL;
     st = build(&u);
     run_free(&u);
     if (st) {

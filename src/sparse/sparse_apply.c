@@ -23,7 +23,7 @@ static bool same_shape(const sresid__sp_tensor *d, const sresid__tensor *b)
 /* Check the base against the delta; which[i] = delta tensor of base tensor
  * i, or SIZE_MAX. */
 static sresid_status match(const sresid_sparse *sp, const sresid_model *base, bool force,
-                           size_t *which)
+                           size_t *which, sresid__watch *w)
 {
     for (size_t i = 0; i < base->count; i++)
         which[i] = SIZE_MAX;
@@ -57,6 +57,9 @@ static sresid_status match(const sresid_sparse *sp, const sresid_model *base, bo
                                     d->name, hex, d->hash);
         }
         which[i] = k;
+        sresid_status st = sresid__watch_step(w, d->name);
+        if (st)
+            return st;
     }
     return SRESID_OK;
 }
@@ -125,7 +128,8 @@ static bool add_one(unsigned char *e, sresid_dtype dt, float v, const float *lo,
 /* Write tensor t of the base, changed by delta tensor d (or NULL). */
 static sresid_status write_tensor(const sresid_sparse *sp, const sresid_model *base,
                                   const sresid__tensor *t, const sresid__sp_tensor *d,
-                                  double scale, sresid__afile *f, unsigned char *buf)
+                                  double scale, sresid__afile *f, unsigned char *buf,
+                                  sresid__watch *w)
 {
     const size_t es = sresid_dtype_size(t->dtype);
     const size_t step = CHUNK / es * es;
@@ -141,6 +145,8 @@ static sresid_status write_tensor(const sresid_sparse *sp, const sresid_model *b
     for (uint64_t off = 0; off < t->nbytes; off += step) {
         size_t len = t->nbytes - off < step ? (size_t)(t->nbytes - off) : step;
         sresid_status st = sresid__tensor_bytes(base, t, off, buf, len);
+        if (!st)
+            st = sresid__watch_poll(w);
         if (st)
             return st;
         const uint64_t first = off / es, end = first + len / es;
@@ -191,8 +197,11 @@ sresid_status sresid_sparse_apply(const sresid_sparse *sparse, const sresid_mode
         st = sresid__fail(SRESID_ERR_NOMEM, "%s: out of memory", path);
         goto out;
     }
+    /* units: each delta tensor checked, then each base tensor written */
+    sresid__watch w;
+    sresid__watch_begin(&w, "sresid_sparse_apply", o.monitor, o.monitor_user, sparse->count + n);
     /* everything is checked before the output file is created */
-    if ((st = match(sparse, base, (o.flags & SRESID_APPLY_FORCE) != 0, which)))
+    if ((st = match(sparse, base, (o.flags & SRESID_APPLY_FORCE) != 0, which, &w)))
         goto out;
     /* the base's own layout: same order, dtypes and sizes as sresid_model_save */
     if ((st = sresid__st_layout(base, path, &order, &head, &head_len)))
@@ -215,7 +224,9 @@ sresid_status sresid_sparse_apply(const sresid_sparse *sparse, const sresid_mode
     for (size_t i = 0; i < n && !st && !f.failed; i++) {
         size_t k = which[order[i] - base->tensors];
         st = write_tensor(sparse, base, order[i], k == SIZE_MAX ? NULL : &sparse->t[k], scale, &f,
-                          buf);
+                          buf, &w);
+        if (!st && !f.failed)
+            st = sresid__watch_step(&w, order[i]->name);
     }
     st = sresid__afile_close(&f, st,
                              (o.flags & SRESID_SAVE_NO_CLOBBER) ? SRESID__AFILE_NO_CLOBBER : 0);

@@ -156,6 +156,8 @@ typedef struct builder {
     worker *w;
     int nw;
     enum phase phase;
+    int passes_left;          /* passes still planned, for the monitor's units */
+    sresid__watch watch;
     float *cache;          /* IN_MEMORY: residual of every tensor, or NULL */
     uint64_t *coff;        /* offsets into cache */
     bool cached;           /* the cache is filled */
@@ -574,11 +576,19 @@ static sresid_status job(void *ctx, size_t i, int wi)
     return st;
 }
 
+static const char *job_label(void *ctx, size_t i)
+{
+    builder *bd = ctx;
+    return pair_tensor(bd, i, false)->name;
+}
+
 static sresid_status run_phase(builder *bd, enum phase phase, const uint64_t *cost)
 {
     bd->phase = phase;
+    bd->passes_left--;
     sresid__plan p = {.njobs = bd->sp->count, .cost = cost, .workers = bd->nw,
-                      .blas_threads = 1, .run = job, .ctx = bd};
+                      .blas_threads = 1, .run = job, .ctx = bd, .watch = &bd->watch,
+                      .label = job_label};
     return sresid__plan_run(&p);
 }
 
@@ -646,11 +656,20 @@ static sresid_status build(builder *bd)
     }
     for (size_t i = 0; i < n; i++)
         cost[i] = (uint64_t)pair_tensor(bd, i, false)->numel;
+    /* units: a tensor in a pass; global rules plan for two counting passes
+     * and the tie pass, and skip the units of those not needed */
+    bool global = rule == SRESID_SPARSE_TOP || rule == SRESID_SPARSE_ENERGY;
+    bd->passes_left = global ? 4 : 1;
+    sresid__watch_begin(&bd->watch, "sresid_sparse_create", bd->o->monitor,
+                        bd->o->monitor_user, (uint64_t)bd->passes_left * n);
     sresid_status st = SRESID_OK;
-    if (rule == SRESID_SPARSE_TOP || rule == SRESID_SPARSE_ENERGY)
+    if (global)
         st = settle_global(bd, cost);
-    if (!st)
+    if (!st) {
+        sresid__watch_skip(&bd->watch, (uint64_t)(bd->passes_left - 1) * n);
+        bd->passes_left = 1;
         st = run_phase(bd, PHASE_COLLECT, cost);
+    }
     free(cost);
     if (st)
         return st;

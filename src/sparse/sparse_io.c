@@ -172,10 +172,14 @@ sresid_status sresid_sparse_save(const sresid_sparse *sparse, const char *path,
                 lenbuf[b] = (unsigned char)((uint64_t)hlen >> (8 * b));
             sresid__afile_write(&f, lenbuf, 8);
             sresid__afile_write(&f, header, hlen);
-            for (size_t i = 0; i < np; i++)
+            sresid__watch w; /* one unit a part (.idx, .val, .lo) written */
+            sresid__watch_begin(&w, "sresid_sparse_save", o.monitor, o.monitor_user, np);
+            for (size_t i = 0; i < np && !st && !f.failed; i++) {
                 if (parts[i].nbytes)
                     sresid__afile_write(&f, parts[i].data, (size_t)parts[i].nbytes);
-            st = sresid__afile_close(&f, SRESID_OK,
+                st = sresid__watch_step(&w, parts[i].name);
+            }
+            st = sresid__afile_close(&f, st,
                                      (o.flags & SRESID_SAVE_NO_CLOBBER) ? SRESID__AFILE_NO_CLOBBER
                                                                        : 0);
         }

@@ -43,6 +43,7 @@ const char *sresid_strerror(sresid_status status)
     case SRESID_ERR_NONFINITE: return "non-finite value";
     case SRESID_ERR_UNSUPPORTED: return "unsupported";
     case SRESID_ERR_FORMAT: return "not a safetensors file";
+    case SRESID_ERR_CANCELLED: return "cancelled";
     default: return "unknown status code";
     }
 }

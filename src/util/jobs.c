@@ -1,6 +1,6 @@
 /* The job engine (jobs.h): a queue of job ids in cost order, worker
  * threads taking the next one, and the calling thread reporting progress
- * and polling the interrupt hook. The lowest failing id wins because a
+ * to the monitor and asking it whether to stop. The lowest failing id wins because a
  * job is skipped only when a lower id has already failed. */
 #include <errno.h>
 #include <pthread.h>
@@ -14,7 +14,7 @@
 #include "util/jobs.h"
 #include "util/util.h"
 
-#define POLL_NS 100000000L /* interrupt polling period: 100 ms */
+#define POLL_NS 50000000L /* the calling thread wakes this often; the monitor rate-limits itself */
 #define MSG_SIZE 4096
 
 typedef struct engine {
@@ -23,17 +23,15 @@ typedef struct engine {
     size_t n;
     size_t next;             /* next position in order (under mu) */
     atomic_size_t fail_id;   /* lowest failed job id, SIZE_MAX: none */
-    atomic_bool stop;        /* interrupted */
+    atomic_bool stop;        /* the monitor asked to stop */
     sresid_status fail_st;
     char fail_msg[MSG_SIZE];
     size_t *done;            /* finished jobs not yet reported (under mu) */
     size_t ndone, nreported;
-    uint64_t counted;        /* progress units reported */
     int alive;
     bool inline_run;         /* jobs run on the calling thread */
     struct timespec last_poll;
-    sresid_status int_st;    /* the interrupt's status */
-    char int_msg[MSG_SIZE];
+    char stop_msg[MSG_SIZE];
     pthread_mutex_t mu;
     pthread_cond_t cv;
 } engine;
@@ -68,19 +66,14 @@ static long elapsed_ns(const struct timespec *t)
     return (now.tv_sec - t->tv_sec) * 1000000000L + (now.tv_nsec - t->tv_nsec);
 }
 
-/* On the calling thread: ask the interrupt hook; a stop is remembered once. */
-static void poll_interrupt(engine *e)
+/* On the calling thread: ask the monitor; a stop is remembered once. */
+static void poll_monitor(engine *e)
 {
-    const sresid__plan *p = e->p;
     since(&e->last_poll);
-    if (!p->interrupt || atomic_load(&e->stop))
+    if (atomic_load(&e->stop) || !sresid__watch_poll(e->p->watch))
         return;
-    sresid_status st = p->interrupt(p->interrupt_user);
-    if (st) {
-        e->int_st = st;
-        snprintf(e->int_msg, sizeof e->int_msg, "%s", sresid_last_error());
-        atomic_store(&e->stop, true);
-    }
+    snprintf(e->stop_msg, sizeof e->stop_msg, "%s", sresid_last_error());
+    atomic_store(&e->stop, true);
 }
 
 /* On the calling thread: one progress report per finished job. */
@@ -88,11 +81,13 @@ static void report(engine *e, size_t job)
 {
     const sresid__plan *p = e->p;
     const char *label = p->label ? p->label(p->ctx, job) : "";
-    if (!label) /* not a unit of progress */
+    if (!label || atomic_load(&e->stop)) /* not a unit of progress, or stopped */
         return;
-    e->counted++;
-    if (p->progress)
-        p->progress(p->progress_user, p->progress_base + e->counted, p->progress_total, label);
+    since(&e->last_poll);
+    if (!sresid__watch_step(p->watch, label))
+        return;
+    snprintf(e->stop_msg, sizeof e->stop_msg, "%s", sresid_last_error());
+    atomic_store(&e->stop, true);
 }
 
 /* Take the next job to run (under mu): SIZE_MAX when none is left. */
@@ -156,7 +151,7 @@ static void run_inline(engine *e)
     int saved = sresid__blas_local_threads(e->p->blas_threads);
     e->inline_run = true;
     for (;;) {
-        poll_interrupt(e);
+        poll_monitor(e);
         size_t j = take(e);
         if (j == SIZE_MAX)
             break;
@@ -195,7 +190,7 @@ static void run_threads(engine *e, int nw, pthread_t *tid, worker_arg *args)
         }
         if (reported || elapsed_ns(&e->last_poll) >= POLL_NS) {
             pthread_mutex_unlock(&e->mu);
-            poll_interrupt(e);
+            poll_monitor(e);
             pthread_mutex_lock(&e->mu);
             continue;
         }
@@ -263,9 +258,9 @@ sresid_status sresid__plan_run(const sresid__plan *p)
     free(e.done);
     free(tid);
     free(args);
-    /* an interrupt wins: jobs stopped early by it are not failures */
+    /* a stop wins: jobs abandoned for it are not failures */
     if (atomic_load(&e.stop))
-        return sresid__fail(e.int_st, "%s", e.int_msg);
+        return sresid__fail(SRESID_ERR_CANCELLED, "%s", e.stop_msg);
     if (atomic_load(&e.fail_id) != SIZE_MAX)
         return sresid__fail(e.fail_st, "%s", e.fail_msg);
     return SRESID_OK;
@@ -276,9 +271,9 @@ bool sresid__job_stopping(void)
     engine *e = cur_engine;
     if (!e)
         return false;
-    /* inline, the job runs on the calling thread: it may ask the hook */
+    /* inline, the job runs on the calling thread: it may ask the monitor */
     if (e->inline_run && elapsed_ns(&e->last_poll) >= POLL_NS)
-        poll_interrupt(e);
+        poll_monitor(e);
     return atomic_load(&e->stop) || cur_job > atomic_load(&e->fail_id);
 }
 

@@ -11,10 +11,10 @@
  *    own message, whatever the thread count and timing: after a failure of
  *    job f, jobs with ids above f are not started (and running ones may
  *    stop early), jobs below f still run;
- *  - progress callbacks and the interrupt hook run on the calling thread
- *    only; an interrupt is honoured between jobs and, through
- *    sresid__job_stopping(), inside long jobs; an interrupted run returns
- *    the interrupt's status, whatever the jobs returned;
+ *  - the monitor (util/monitor.h) is called on the calling thread only; a
+ *    stop request is honoured between jobs and, through
+ *    sresid__job_stopping(), inside long jobs; a stopped run returns
+ *    CANCELLED, whatever the jobs returned;
  *  - a plan can run a subset of its jobs (sresid__plan_partition picks one
  *    part of a cost-balanced split), so that a run can be spread over
  *    processes and merged by job id. */
@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "sparseresid/sparseresid.h"
+#include "util/monitor.h"
 
 /* Runs job `job` on worker `worker` (0 .. workers-1). Returns OK or a
  * status with its message in sresid_last_error() of the worker's thread. */
@@ -39,17 +40,12 @@ typedef struct sresid__plan {
     int blas_threads;           /* BLIS threads inside each job (>= 1) */
     sresid__job_fn run;
     void *ctx;
-    /* progress, on the calling thread: progress(user, base + done, total,
-     * label(ctx, job)) after each job; NULL progress: none */
-    sresid_progress_fn progress;
-    void *progress_user;
+    /* following the run, on the calling thread: after each job whose
+     * label(ctx, job) is not NULL, sresid__watch_step(watch, label); between
+     * jobs (at least every 100 ms while jobs run) sresid__watch_poll(watch).
+     * A stop request ends the run with CANCELLED. NULL watch: none. */
+    sresid__watch *watch;
     const char *(*label)(void *ctx, size_t job);
-    uint64_t progress_base, progress_total;
-    /* interrupt hook, polled on the calling thread between progress
-     * reports (at least every 100 ms while jobs run): a non-OK status
-     * (with its message set) stops the run and is returned */
-    sresid_status (*interrupt)(void *user);
-    void *interrupt_user;
 } sresid__plan;
 
 /* Workers and BLIS budget for njobs jobs under a thread budget (>= 1): as
@@ -57,19 +53,19 @@ typedef struct sresid__plan {
 void sresid__plan_threads(sresid__plan *p, int32_t threads);
 
 /* Run the plan. OK when every job ran; else the status and message of the
- * lowest failing job id, or the interrupt's. Threads that cannot be created
+ * lowest failing job id, or CANCELLED after a stop request. Threads that cannot be created
  * leave their jobs to the others (the calling thread runs them alone when
  * none can be). */
 sresid_status sresid__plan_run(const sresid__plan *p);
 
-/* Inside a job: true when the job's result will not be used (an interrupt,
+/* Inside a job: true when the job's result will not be used (a stop request,
  * or a failure of a lower job id). A long job may poll it and return any
  * status early. Outside a job: false. */
 bool sresid__job_stopping(void);
 
 /* What a job returns when it stops early on sresid__job_stopping(): a
- * status the engine never reports (the run's result is the interrupt's or
- * a lower job's failure). */
+ * status the engine never reports (the run's result is CANCELLED or a
+ * lower job's failure). */
 sresid_status sresid__job_stopped(void);
 
 /* Cost-balanced split of njobs jobs into nparts parts (longest processing
