@@ -19,9 +19,11 @@ SPDX-License-Identifier: MIT
 
 import ctypes
 import os
+import signal
+import threading
 import weakref
-from ctypes import (POINTER, Structure, byref, c_char_p, c_double, c_int32, c_int64,
-                    c_size_t, c_uint32, c_uint64, c_void_p)
+from ctypes import (CFUNCTYPE, POINTER, Structure, byref, c_char_p, c_double, c_int,
+                    c_int32, c_int64, c_size_t, c_uint32, c_uint64, c_void_p)
 
 import numpy as np
 
@@ -53,6 +55,7 @@ ERR_OVERFLOW = 14
 ERR_NONFINITE = 15
 ERR_UNSUPPORTED = 16
 ERR_FORMAT = 17
+ERR_CANCELLED = 18
 
 # common.h: version of the header this binding was written against (make
 # check compares them with include/sparseresid/common.h)
@@ -235,6 +238,7 @@ _PROTOTYPES = {
     "sresid_last_error": (c_char_p, []),
     "sresid_set_threads": (c_int32, [c_int32]),
     "sresid_get_threads": (c_int32, []),
+    "sresid_set_monitor": (None, [c_void_p, c_void_p]),
     "sresid_blas_arch": (c_char_p, []),
     # model.h
     "sresid_dtype_name": (c_char_p, [c_int32]),
@@ -537,6 +541,80 @@ def _check(status):
     if status != OK:
         # Fetch the thread-local detail before any other library call.
         raise SparseResidError(status, _str(_lib.sresid_last_error()))
+
+
+# ---- following long calls: progress and stopping ----
+_MONITOR_FN = CFUNCTYPE(c_int, c_void_p, c_uint64, c_uint64, c_char_p)
+_check_signals = ctypes.pythonapi.PyErr_CheckSignals
+_check_signals.restype = c_int
+_check_signals.argtypes = []
+
+
+class _Monitored:
+    """Follows one long library call on this thread (sresid_set_monitor).
+
+    The library calls back after each unit of work and, between units, about
+    every 100 ms. On the main thread, SIGINT's Python handler is wrapped for
+    the call: what it raises (KeyboardInterrupt for Ctrl-C) is kept instead
+    of escaping from a callback, and the next callback asks the library to
+    stop (SRESID_ERR_CANCELLED, nothing half done). An exception progress
+    raises stops the call the same way. Either is raised again once the call
+    has returned."""
+
+    def __init__(self, progress):
+        if progress is not None and not callable(progress):
+            raise TypeError("progress must be callable(done, total, name), not %s"
+                            % type(progress).__name__)
+        self._progress = progress
+        self._error = None
+        self._fn = _MONITOR_FN(self._call)
+        self._prev = None
+
+    def _on_sigint(self, signum, frame):
+        try:
+            self._prev(signum, frame)
+        except BaseException as exc:  # KeyboardInterrupt: kept, the call stops
+            if self._error is None:
+                self._error = exc
+
+    def _call(self, user, done, total, name):
+        try:
+            _check_signals()  # runs _on_sigint now if a signal is pending
+            if self._error is None and name is not None and self._progress is not None:
+                self._progress(int(done), int(total), name.decode("utf-8", "replace"))
+        except BaseException as exc:
+            if self._error is None:
+                self._error = exc
+        return 1 if self._error is not None else 0
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            prev = signal.getsignal(signal.SIGINT)
+            if callable(prev):
+                self._prev = prev
+                signal.signal(signal.SIGINT, self._on_sigint)
+        _lib.sresid_set_monitor(ctypes.cast(self._fn, c_void_p), None)
+        return self
+
+    def __exit__(self, *exc):
+        _lib.sresid_set_monitor(None, None)
+        if self._prev is not None:
+            signal.signal(signal.SIGINT, self._prev)
+            self._prev = None
+
+    def check(self, status):
+        """_check, but a stop asked by the callback raises what stopped it."""
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        _check(status)
+
+
+def _monitored(progress, fn, *args):
+    """Call fn(*args) under a monitor; raise as _Monitored.check does."""
+    with _Monitored(progress) as m:
+        status = fn(*args)
+    m.check(status)
 
 
 # ---- library-wide functions ----
@@ -862,11 +940,14 @@ class Model(_Handle):
                                               None if value is None else _bytes(value, "value")))
 
     # -- saving and labels --
-    def save(self, path, no_clobber=False):
-        """Save as one safetensors file (reference layout, atomic rename)."""
+    def save(self, path, no_clobber=False, progress=None):
+        """Save as one safetensors file (reference layout, atomic rename).
+        progress: callable(done, total, name) after each tensor written;
+        Ctrl-C stops the call (docs/python.md, "Progress and Ctrl-C")."""
         opts = _SaveOpts(size=ctypes.sizeof(_SaveOpts),
                          flags=SAVE_NO_CLOBBER if no_clobber else 0)
-        _check(_lib.sresid_model_save(self._handle(), _bytes(path, "path"), byref(opts)))
+        _monitored(progress, _lib.sresid_model_save, self._handle(), _bytes(path, "path"),
+                   byref(opts))
 
     def set_kind_rules(self, rules, replace=False):
         """Relabel kinds: rules is a list of (glob pattern, kind name or KIND_*)."""
@@ -1356,13 +1437,15 @@ class Report(_Handle):
 
     Options as in sresid_report_opts: probes (PROBE_* bits), kinds (list of kind
     names or a bit mask), bins, band, seed, ks, null_draws, threads,
-    fail_nonfinite. The figures are read with json() (the documented JSON
+    fail_nonfinite; progress, a callable(done, total, name) after each unit
+    of work (Ctrl-C stops the run: docs/python.md, "Progress and Ctrl-C").
+    The figures are read with json() (the documented JSON
     document as a dict) or the struct accessors tensor(i), group(g), layer(i)."""
 
     _what = "report"
 
     def __init__(self, source, probes=0, kinds=0, bins=0, band=0.0, seed=0, ks=None,
-                 null_draws=0, threads=0, fail_nonfinite=False):
+                 null_draws=0, threads=0, fail_nonfinite=False, progress=None):
         self._h = None
         if isinstance(kinds, (list, tuple)):
             names = {kind_name(k): k for k in range(5)}
@@ -1378,9 +1461,11 @@ class Report(_Handle):
             opts.ks, opts.nks = ctypes.cast(self._ks, POINTER(c_int32)), len(ks)
         out = c_void_p()
         if isinstance(source, Residual):
-            _check(_lib.sresid_report_residual(source._h, byref(opts), byref(out)))
+            _monitored(progress, _lib.sresid_report_residual, source._h, byref(opts),
+                       byref(out))
         elif isinstance(source, Model):
-            _check(_lib.sresid_report_model(source._handle(), byref(opts), byref(out)))
+            _monitored(progress, _lib.sresid_report_model, source._handle(), byref(opts),
+                       byref(out))
         else:
             raise TypeError("source must be a Residual or a Model")
         self._h = out
@@ -1861,10 +1946,11 @@ class Amp(_Handle):
 
     @classmethod
     def create(cls, base, layout="diag", rank=0, kinds=None, pattern=None, min_dim=0,
-               threads=0):
+               threads=0, progress=None):
         """SVD bases of the base model's float matrices of the given kinds
         (None: attention and mlp; "all"; or a list of names) whose name
-        matches pattern (a glob)."""
+        matches pattern (a glob). progress: callable(done, total, name)
+        after each basis; Ctrl-C stops the call."""
         if not isinstance(base, Model):
             raise TypeError("base must be a Model")
         opts = _sized(_AmpOpts)
@@ -1873,18 +1959,19 @@ class Amp(_Handle):
         opts.pattern = None if pattern is None else _bytes(pattern, "pattern")
         opts.min_dim = int(min_dim)
         out = c_void_p()
-        _check(_lib.sresid_amp_create(base._handle(), byref(opts), byref(out)))
+        _monitored(progress, _lib.sresid_amp_create, base._handle(), byref(opts), byref(out))
         return cls(out.value, base)
 
     @classmethod
-    def load(cls, base, path):
+    def load(cls, base, path, progress=None):
         """A state saved by save() onto base: returns (amp, mask), mask None
-        when none was saved."""
+        when none was saved. progress: callable(done, total, name) after
+        each base tensor checked; Ctrl-C stops the call."""
         if not isinstance(base, Model):
             raise TypeError("base must be a Model")
         out, mask = c_void_p(), c_void_p()
-        _check(_lib.sresid_amp_load(base._handle(), _bytes(path, "path"), byref(out),
-                                    byref(mask)))
+        _monitored(progress, _lib.sresid_amp_load, base._handle(), _bytes(path, "path"),
+                   byref(out), byref(mask))
         amp = cls(out.value, base)
         return amp, (Mask(mask.value) if mask.value else None)
 
@@ -2049,52 +2136,57 @@ class Amp(_Handle):
         return changed
 
     # -- closed forms --
-    def fit(self, trained, mask=None):
+    def fit(self, trained, mask=None, progress=None):
         """The best scores for a trained Model (S - S0 = U^T R V, or its
-        diagonal), only where mask allows; the others back to s0."""
+        diagonal), only where mask allows; the others back to s0.
+        progress: callable(done, total, name) after each tensor; Ctrl-C
+        stops the call and leaves the scores as they were."""
         if not isinstance(trained, Model):
             raise TypeError("trained must be a Model")
         if mask is not None and not isinstance(mask, Mask):
             raise TypeError("mask must be a Mask")
-        _check(_lib.sresid_amp_fit(self._handle(), trained._handle(),
-                                   None if mask is None else mask._handle()))
+        _monitored(progress, _lib.sresid_amp_fit, self._handle(), trained._handle(),
+                   None if mask is None else mask._handle())
 
-    def share(self, trained, fractions=(), per_tensor=False):
+    def share(self, trained, fractions=(), per_tensor=False, progress=None):
         """Share of the residual energy the scores can capture. Returns a dict:
         names (the selected tensors, then "total"), energy and captured
         (count + 1 float64 each; the last row is the total), and
         captured_magnitude, captured_oracle ((count + 1) x len(fractions)):
         the share when only a fraction of the scores may change, chosen by
-        |s0| or by |U^T R V|."""
+        |s0| or by |U^T R V|. progress: callable(done, total, name) after
+        each tensor; Ctrl-C stops the call."""
         if not isinstance(trained, Model):
             raise TypeError("trained must be a Model")
         fr = np.ascontiguousarray(np.asarray(fractions, dtype=np.float64).ravel())
         rows, nf = len(self) + 1, fr.size
         energy, captured = np.empty(rows), np.empty(rows)
         cm, co = np.empty((rows, nf)), np.empty((rows, nf))
-        _check(_lib.sresid_amp_share(self._handle(), trained._handle(),
-                                     fr.ctypes.data if nf else None, nf,
-                                     SELECT_PER_TENSOR if per_tensor else 0,
-                                     energy.ctypes.data, captured.ctypes.data,
-                                     cm.ctypes.data if nf else None,
-                                     co.ctypes.data if nf else None))
+        _monitored(progress, _lib.sresid_amp_share, self._handle(), trained._handle(),
+                   fr.ctypes.data if nf else None, nf, SELECT_PER_TENSOR if per_tensor else 0,
+                   energy.ctypes.data, captured.ctypes.data, cm.ctypes.data if nf else None,
+                   co.ctypes.data if nf else None)
         return {"names": self.names() + ["total"], "fractions": fr.tolist(), "energy": energy,
                 "captured": captured, "captured_magnitude": cm, "captured_oracle": co}
 
-    def export(self):
-        """A new in-memory Model: the base with the selected tensors rebuilt."""
+    def export(self, progress=None):
+        """A new in-memory Model: the base with the selected tensors rebuilt.
+        progress: callable(done, total, name) after each base tensor;
+        Ctrl-C stops the call."""
         out = c_void_p()
-        _check(_lib.sresid_amp_export(self._handle(), byref(out)))
+        _monitored(progress, _lib.sresid_amp_export, self._handle(), byref(out))
         return Model(out.value)
 
-    def save(self, path, mask=None, no_clobber=False):
-        """Save basis, scores and mask as safetensors (amp.h, docs/formats.md)."""
+    def save(self, path, mask=None, no_clobber=False, progress=None):
+        """Save basis, scores and mask as safetensors (amp.h, docs/formats.md).
+        progress: callable(done, total, name) after each base tensor hashed
+        and each tensor written; Ctrl-C stops the call, writing nothing."""
         if mask is not None and not isinstance(mask, Mask):
             raise TypeError("mask must be a Mask")
         opts = _SaveOpts(size=ctypes.sizeof(_SaveOpts),
                          flags=SAVE_NO_CLOBBER if no_clobber else 0)
-        _check(_lib.sresid_amp_save(self._handle(), None if mask is None else mask._handle(),
-                                    _bytes(path, "path"), byref(opts)))
+        _monitored(progress, _lib.sresid_amp_save, self._handle(),
+                   None if mask is None else mask._handle(), _bytes(path, "path"), byref(opts))
 
     def __repr__(self):
         if self._h is None:
@@ -2142,7 +2234,11 @@ class Sparse(_Handle):
 
     @classmethod
     def create(cls, residual, rule="top", param=0.0, dtype="f32", seed=0, in_memory=False,
-               rounded=False, threads=0):
+               rounded=False, threads=0, progress=None):
+        """A sparse residual (residual.h, sresid_sparse_create): rule "top",
+        "top-per-tensor", "threshold", "energy" or "dare" with its param.
+        progress: callable(done, total, name) after each tensor of each
+        pass; Ctrl-C stops the call."""
         if not isinstance(residual, Residual):
             raise TypeError("residual must be a Residual")
         if isinstance(rule, str):
@@ -2159,7 +2255,8 @@ class Sparse(_Handle):
                            flags=(SPARSE_IN_MEMORY if in_memory else 0) |
                            (SPARSE_ROUNDED if rounded else 0))
         out = c_void_p()
-        _check(_lib.sresid_sparse_create(residual._handle(), byref(opts), byref(out)))
+        _monitored(progress, _lib.sresid_sparse_create, residual._handle(), byref(opts),
+                   byref(out))
         return cls(out.value)
 
     @classmethod
@@ -2215,19 +2312,26 @@ class Sparse(_Handle):
                                           val.ctypes.data_as(c_void_p), k))
         return pos, val
 
-    def save(self, path, no_clobber=False):
+    def save(self, path, no_clobber=False, progress=None):
+        """Save as safetensors, whole or not at all. progress:
+        callable(done, total, name) after each stored part; Ctrl-C stops
+        the call, writing nothing."""
         opts = _SaveOpts(size=ctypes.sizeof(_SaveOpts), flags=SAVE_NO_CLOBBER if no_clobber else 0)
-        _check(_lib.sresid_sparse_save(self._handle(), _bytes(path, "path"), byref(opts)))
+        _monitored(progress, _lib.sresid_sparse_save, self._handle(), _bytes(path, "path"),
+                   byref(opts))
 
-    def apply(self, base, path, scale=1.0, force=False, no_clobber=False):
-        """Write base + scale * self to path as a full safetensors model."""
+    def apply(self, base, path, scale=1.0, force=False, no_clobber=False, progress=None):
+        """Write base + scale * self to path as a full safetensors model.
+        progress: callable(done, total, name) after each delta tensor
+        checked and each base tensor written; Ctrl-C stops the call,
+        writing nothing."""
         if not isinstance(base, Model):
             raise TypeError("base must be a Model")
         opts = _ApplyOpts(size=ctypes.sizeof(_ApplyOpts), scale=float(scale),
                           flags=(APPLY_FORCE if force else 0) |
                           (SAVE_NO_CLOBBER if no_clobber else 0))
-        _check(_lib.sresid_sparse_apply(self._handle(), base._handle(), byref(opts),
-                                        _bytes(path, "path")))
+        _monitored(progress, _lib.sresid_sparse_apply, self._handle(), base._handle(),
+                   byref(opts), _bytes(path, "path"))
 
     def __repr__(self):
         if self._h is None:
