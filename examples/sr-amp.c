@@ -384,10 +384,11 @@ static void share_table(const args *a, const sresid_amp *amp, const double *capt
 {
     size_t nt = sresid_amp_count(amp), nf = a->nfractions;
     printf("residual: %s - %s\n", a->pos[1], a->pos[0]);
-    printf("matrices: %zu, scores: %llu, layout: %s, fractions %s; captured share of the "
-           "residual energy,\nby initial magnitude |s0| / by the oracle |D|\n",
+    printf("matrices: %zu, scores: %llu, score layout: %s, view: %s, fractions %s; captured "
+           "share of the residual energy,\nby initial magnitude |s0| / by the oracle |D|\n",
            nt, (unsigned long long)sresid_amp_score_count(amp),
            a->score_layout == SRESID_AMP_CORE ? "core" : "diag",
+           a->layout == SRESID_LAYOUT_OUT_LAST ? "out-last" : "out-first",
            a->per_tensor ? "within each matrix" : "over all scores");
     size_t ncols = 5 + nf;
     char *right = xmalloc(ncols + 1);

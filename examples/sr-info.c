@@ -34,6 +34,8 @@ static void usage(FILE *f)
             "                 [kh,kw,in,out], cols = shape[-1])\n"
             "  --verbose      say which BLIS kernels are used\n"
             "  --help         show this text\n"
+            "Deprecated (until the next minor release, with a warning): --json with no\n"
+            "file name (before a checkpoint, an option or nothing) for --json -.\n"
             "\n"
             "A checkpoint is a .safetensors file, a *.safetensors.index.json or a\n"
             "directory of shards. Exit status: 0 ok, 1 error, 2 bad usage.\n",

@@ -54,6 +54,8 @@ static void usage(FILE *f)
             "  --no-progress      no progress bar (shown on stderr only on a terminal)\n"
             "  --verbose          BLIS kernels, threads and timing on stderr\n"
             "  --help             show this text\n"
+            "Deprecated (until the next minor release, with a warning): --only KINDS\n"
+            "for --kinds KINDS.\n"
             "\n"
             "A checkpoint is a .safetensors file, a *.safetensors.index.json or a\n"
             "directory of shards. Exit status: 0 ok, 1 error, 2 bad usage.\n",
