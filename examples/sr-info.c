@@ -418,7 +418,7 @@ static int old_json_flag(int argc, char **argv, int i)
         return 0;
     if (S_ISDIR(sb.st_mode))
         return 1;
-    unsigned char head[9];
+    unsigned char head[9] = {0};
     FILE *f = S_ISREG(sb.st_mode) ? fopen(p, "rb") : NULL;
     size_t got = f ? fread(head, 1, sizeof head, f) : 0;
     if (f)
