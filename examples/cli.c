@@ -137,6 +137,14 @@ void sr_cli_guard_outputs(const char *prog, sresid_model *const *models,
         if (stat(o, &sb) == 0 && !S_ISREG(sb.st_mode))
             sr_cli_fatal(prog, "%s: is a %s, not a regular file: refusing to replace it", o,
                          S_ISDIR(sb.st_mode) ? "directory" : "special file");
+        /* now, not after the work: a mistyped directory costs nothing */
+        const char *slash = strrchr(o, '/');
+        if (slash && slash != o) {
+            char *dir = sr_cli_xfmt(prog, "%.*s", (int)(slash - o), o);
+            if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+                sr_cli_fatal(prog, "%s: the directory %s does not exist", o, dir);
+            free(dir);
+        }
         for (size_t k = 0; k < nin; k++) {
             int32_t uses = 0;
             if ((models && models[k] && sresid_model_uses_file(models[k], o, &uses) == SRESID_OK &&
@@ -317,6 +325,107 @@ sresid_model *sr_cli_open_model(const char *prog, const char *path, int32_t layo
     if (st != SRESID_OK)
         sr_cli_die_open(prog, path, st);
     return m;
+}
+
+/* ---- the options common to the programs ---- */
+
+int32_t sr_cli_parse_layout(const char *prog, const char *opt, const char *s)
+{
+    int32_t layout = SRESID_LAYOUT_OUT_FIRST;
+    if (!sr_cli_layout(s, &layout))
+        sr_cli_bad_usage(prog, "%s wants out-first or out-last, not '%s'", opt, s);
+    return layout;
+}
+
+uint32_t sr_cli_parse_kinds(const char *prog, const char *opt, const char *s)
+{
+    if (strcmp(s, "all") == 0)
+        return (1u << SRESID_KIND_COUNT) - 1u;
+    uint32_t bits = 0;
+    for (const char *p = s;; p++) {
+        size_t len = strcspn(p, ",");
+        int32_t k = sr_cli_kind_of(p, len);
+        if (k < 0)
+            sr_cli_bad_usage(prog, "%s: unknown kind '%.*s' in '%s' (want attention, mlp, "
+                             "embedding, norm, other, or all)", opt, (int)len, p, s);
+        bits |= 1u << k;
+        p += len;
+        if (!*p)
+            return bits;
+    }
+}
+
+int32_t sr_cli_parse_threads(const char *prog, const char *opt, const char *s)
+{
+    return (int32_t)sr_cli_parse_int(prog, opt, s, 1, 4096);
+}
+
+const char *sr_cli_parse_json(const char *prog, const char *opt, const char *s)
+{
+    if (!*s)
+        sr_cli_bad_usage(prog, "%s needs a file name or -", opt);
+    return s;
+}
+
+void sr_cli_deprecated(const char *prog, const char *old, const char *advice)
+{
+    static const char *said[16];
+    static size_t nsaid;
+    for (size_t i = 0; i < nsaid; i++)
+        if (strcmp(said[i], old) == 0)
+            return;
+    if (nsaid < sizeof said / sizeof said[0])
+        said[nsaid++] = old;
+    fprintf(stderr, "%s: %s is deprecated and goes in the next minor release: %s\n", prog, old,
+            advice);
+}
+
+/* The layout a rank-4 kernel's shape suggests, or -1: kernels are at most
+ * 7 wide, channels usually more. */
+static int32_t kernel_layout(const int64_t *s)
+{
+    if (s[0] <= 7 && s[1] <= 7 && (s[2] > 7 || s[3] > 7))
+        return SRESID_LAYOUT_OUT_LAST;
+    if (s[2] <= 7 && s[3] <= 7 && (s[0] > 7 || s[1] > 7))
+        return SRESID_LAYOUT_OUT_FIRST;
+    return -1;
+}
+
+void sr_cli_check_layout(const char *prog, const sresid_model *m, const char *path,
+                         int32_t layout)
+{
+    static int warned;
+    if (warned)
+        return;
+    size_t n = sresid_model_tensor_count(m), rank4 = 0, same = 0, other = 0, first = 0;
+    for (size_t i = 0; i < n; i++) {
+        sresid_tensor_info info = {.size = sizeof info};
+        if (sresid_model_tensor_info(m, i, &info) != SRESID_OK || info.ndim != 4 ||
+            info.numel == 0 || !sresid_dtype_is_float(info.dtype))
+            continue;
+        rank4++;
+        int32_t looks = kernel_layout(info.shape);
+        if (looks == layout)
+            same++;
+        else if (looks >= 0 && other++ == 0)
+            first = i;
+    }
+    if (other <= same)
+        return;
+    warned = 1;
+    int tf = layout == SRESID_LAYOUT_OUT_FIRST;
+    sresid_tensor_info info = {.size = sizeof info};
+    sresid_model_tensor_info(m, first, &info);
+    put_clean(prog);
+    fputs(": ", stderr);
+    put_clean(path);
+    fputs(": tensor '", stderr);
+    put_clean(info.name);
+    fprintf(stderr, "' of shape [%lld,%lld,%lld,%lld] looks like the %s layout %s, as %zu of "
+            "its %zu rank-4 tensors do", (long long)info.shape[0], (long long)info.shape[1],
+            (long long)info.shape[2], (long long)info.shape[3], tf ? "TF/Keras" : "PyTorch",
+            tf ? "(kh, kw, in, out)" : "(out, in, kh, kw)", other, rank4);
+    fprintf(stderr, ": pass --layout %s\n", tf ? "out-last" : "out-first");
 }
 
 /* 1 when all n bytes went out, else 0 with errno set. */

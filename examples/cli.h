@@ -31,8 +31,9 @@ _Noreturn void sr_cli_die_open(const char *prog, const char *path, sresid_status
 int sr_cli_opt_value(int argc, char **argv, int *i, const char *name, const char **value);
 
 /* Before any work, the outputs of a run (NULL and "-" entries skipped) are
- * checked: an empty path is a usage error (exit 2); an output that exists
- * and is not a regular file, is one of the files of the nin checkpoints
+ * checked: an empty path is a usage error (exit 2); an output whose
+ * directory does not exist, that exists and is not a regular file, is one
+ * of the files of the nin checkpoints
  * (models[i] opened from inputs[i]; a NULL model: inputs[i] is a plain
  * file), or is the same file as another output is refused with one line,
  * exit 1 (same file: same device and inode through symlinks, "./" and hard
@@ -87,6 +88,30 @@ int sr_cli_layout(const char *s, int32_t *layout);
 
 /* sresid_model_open with the given matrix layout; sr_cli_die_open on failure. */
 sresid_model *sr_cli_open_model(const char *prog, const char *path, int32_t layout);
+
+/* ---- The options common to the programs (docs/tools.md, "Options common
+ * to the programs"): one parser each, so that a name has one meaning and
+ * one value syntax everywhere. A bad value is sr_cli_bad_usage. ---- */
+
+/* --layout: "out-first" or "out-last" (SRESID_LAYOUT_*). */
+int32_t sr_cli_parse_layout(const char *prog, const char *opt, const char *s);
+/* --kinds: kind names separated by commas, or "all"; bits 1 << SRESID_KIND_*. */
+uint32_t sr_cli_parse_kinds(const char *prog, const char *opt, const char *s);
+/* --threads: an integer in [1, 4096]. */
+int32_t sr_cli_parse_threads(const char *prog, const char *opt, const char *s);
+/* --json: a file name, or "-" for stdout; not empty. Returns s. */
+const char *sr_cli_parse_json(const char *prog, const char *opt, const char *s);
+
+/* A deprecated spelling was used: "prog: OLD is deprecated ...: ADVICE" on
+ * stderr, once per run for each old (compared as a string). */
+void sr_cli_deprecated(const char *prog, const char *old, const char *advice);
+
+/* Warn on stderr, once per run, when more rank-4 float tensors of m (opened
+ * from path) are shaped like the other matrix layout than like layout:
+ * PyTorch kernels are (out, in, kh, kw), TF/Keras ones (kh, kw, in, out),
+ * with kh, kw <= 7. The line names the first such tensor and the option. */
+void sr_cli_check_layout(const char *prog, const sresid_model *m, const char *path,
+                         int32_t layout);
 
 /* Write text and a newline to path whole or not at all (a temporary file
  * beside it, synced, then renamed over it): 0, or -1 with errno set. When

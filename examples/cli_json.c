@@ -1,6 +1,8 @@
 /* JSON helpers shared by the example programs; not part of the library. */
 #include "cli_json.h"
+#include "cli.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,4 +57,20 @@ char *sr_cli_json_dump(const char *prog, json_t *root, size_t flags)
         exit(1);
     }
     return text;
+}
+
+json_t *sr_cli_json_doc(const char *format, int version)
+{
+    json_t *doc = json_object();
+    sr_cli_jset(doc, "format", json_string(format));
+    sr_cli_jset(doc, "format_version", json_integer(version));
+    return doc;
+}
+
+void sr_cli_json_write(const char *prog, const char *path, json_t *root, size_t flags)
+{
+    char *text = sr_cli_json_dump(prog, root, flags);
+    if (sr_cli_write_text(path, text) != 0)
+        sr_cli_fatal(prog, "cannot write %s: %s", path, strerror(errno));
+    free(text);
 }

@@ -23,4 +23,13 @@ json_t *sr_cli_jstr(const char *s);
  * "prog: out of memory" and exits 1 when that or any builder above failed. */
 char *sr_cli_json_dump(const char *prog, json_t *root, size_t flags);
 
+/* A new document: an object whose first keys are "format" (a stable name of
+ * the document's kind, "sparseresid-...") and "format_version" (an integer
+ * raised when a key changes meaning or goes away). */
+json_t *sr_cli_json_doc(const char *format, int version);
+
+/* Dump root (as sr_cli_json_dump) to path whole, or to stdout for "-", with
+ * a newline; on failure print "prog: cannot write PATH: REASON" and exit 1. */
+void sr_cli_json_write(const char *prog, const char *path, json_t *root, size_t flags);
+
 #endif /* SR_CLI_JSON_H */

@@ -3,7 +3,6 @@
  * amplitude scores can capture (all of them, or a fraction chosen by initial
  * magnitude or by the oracle); `fit` writes the checkpoint those scores give.
  * An example program of libsparseresid. */
-#include <errno.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -43,12 +42,12 @@ static void usage(FILE *f)
             "                     embedding, norm, other; or all (default attention,mlp)\n"
             "  --pattern GLOB     only tensors whose name matches (case-insensitive;\n"
             "                     * any run, ? one character)\n"
-            "  --layout L         scores per matrix: diag (r singular values, default)\n"
-            "                     or core (an r x r matrix)\n"
-            "  --rank R           keep r = R singular directions (default 0: min(m, n))\n"
-            "  --matrix-layout L  matrix view of rank >= 3 tensors: out-first (PyTorch,\n"
+            "  --layout L         matrix view of rank >= 3 tensors: out-first (PyTorch,\n"
             "                     rows = shape[0]; default) or out-last (TF/Keras/TF.js\n"
             "                     [kh,kw,in,out], cols = shape[-1])\n"
+            "  --score-layout S   scores per matrix: diag (r singular values, default)\n"
+            "                     or core (an r x r matrix)\n"
+            "  --rank R           keep r = R singular directions (default 0: min(m, n))\n"
             "  --per-tensor       take fractions within each matrix, not over all scores\n"
             "share:\n"
             "  --fractions LIST   fractions of the scores, comma-separated, each in [0, 1]\n"
@@ -66,6 +65,8 @@ static void usage(FILE *f)
             "  --threads N        threads (default: SRESID_NUM_THREADS, else all CPUs)\n"
             "  --verbose          BLIS kernels, threads and timing on stderr\n"
             "  --help             show this text\n"
+            "Deprecated (until the next minor release, with a warning): --matrix-layout L\n"
+            "for --layout L; --layout diag|core for --score-layout diag|core.\n"
             "\n"
             "BASE and TRAINED must hold the selected matrices with the same shapes;\n"
             "narrow the selection with --kinds or --pattern when they do not.\n"
@@ -106,27 +107,6 @@ static size_t parse_fractions(const char *s, double *out)
     }
 }
 
-/* Kind names, or "all", into the kinds bits of sresid_amp_opts. */
-static uint32_t parse_kinds(const char *s)
-{
-    if (strcmp(s, "all") == 0)
-        return (1u << SRESID_KIND_COUNT) - 1u;
-    uint32_t bits = 0;
-    const char *p = s;
-    for (;;) {
-        size_t len = strcspn(p, ",");
-        int32_t k = sr_cli_kind_of(p, len);
-        if (k < 0)
-            bad_usage("--kinds: unknown kind '%.*s' in '%s' (want attention, mlp, embedding, "
-                      "norm, other, or all)",
-                      (int)len, p, s);
-        bits |= 1u << k;
-        if (!p[len])
-            return bits;
-        p += len + 1;
-    }
-}
-
 /* ---- arguments ---- */
 
 enum { CMD_SHARE, CMD_FIT };
@@ -137,7 +117,7 @@ typedef struct args {
     int cmd;
     const char *pos[2];
     int npos;
-    int32_t layout, rank, matrix_layout, threads;
+    int32_t score_layout, rank, layout, threads;
     uint32_t kinds;
     const char *pattern;
     int per_tensor, verbose;
@@ -151,6 +131,18 @@ typedef struct args {
     int rule, have_fraction, have_rule, have_seed;
     uint64_t seed;
 } args;
+
+/* 1 and *layout for "diag" or "core" (SRESID_AMP_*), else 0. */
+static int score_layout(const char *s, int32_t *layout)
+{
+    if (strcmp(s, "diag") == 0)
+        *layout = SRESID_AMP_DIAG;
+    else if (strcmp(s, "core") == 0)
+        *layout = SRESID_AMP_CORE;
+    else
+        return 0;
+    return 1;
+}
 
 static void parse_args(int argc, char **argv, args *a)
 {
@@ -185,32 +177,34 @@ static void parse_args(int argc, char **argv, args *a)
         } else if (strcmp(s, "--verbose") == 0 || strcmp(s, "-v") == 0) {
             a->verbose = 1;
         } else if (VALUE("--layout")) {
-            if (strcmp(val, "diag") == 0)
-                a->layout = SRESID_AMP_DIAG;
-            else if (strcmp(val, "core") == 0)
-                a->layout = SRESID_AMP_CORE;
-            else
-                bad_usage("unknown --layout '%s' (want diag or core)", val);
+            /* until 1.2, the score layout's values still work here */
+            if (score_layout(val, &a->score_layout))
+                sr_cli_deprecated(prog, "--layout diag|core",
+                                  "use --score-layout diag|core (--layout is the matrix view, "
+                                  "out-first or out-last)");
+            else if (!sr_cli_layout(val, &a->layout))
+                bad_usage("--layout wants out-first or out-last, not '%s'", val);
+        } else if (VALUE("--score-layout")) {
+            if (!score_layout(val, &a->score_layout))
+                bad_usage("--score-layout wants diag or core, not '%s'", val);
         } else if (VALUE("--rank")) {
             a->rank = (int32_t)sr_cli_parse_int(prog, "--rank", val, 0, INT32_MAX);
         } else if (VALUE("--kinds")) {
-            a->kinds = parse_kinds(val);
+            a->kinds = sr_cli_parse_kinds(prog, "--kinds", val);
         } else if (VALUE("--pattern")) {
             if (!*val)
                 bad_usage("--pattern needs a glob");
             a->pattern = val;
         } else if (VALUE("--matrix-layout")) {
-            if (!sr_cli_layout(val, &a->matrix_layout))
-                bad_usage("unknown --matrix-layout '%s' (want out-first or out-last)", val);
+            sr_cli_deprecated(prog, "--matrix-layout", "use --layout");
+            a->layout = sr_cli_parse_layout(prog, "--matrix-layout", val);
         } else if (VALUE("--threads")) {
-            a->threads = (int32_t)sr_cli_parse_int(prog, "--threads", val, 1, 4096);
+            a->threads = sr_cli_parse_threads(prog, "--threads", val);
         } else if (VALUE("--fractions")) {
             a->nfractions = parse_fractions(val, a->fractions);
             share_only = 1;
         } else if (VALUE("--json")) {
-            if (!*val)
-                bad_usage("--json needs a file name or -");
-            a->json = val;
+            a->json = sr_cli_parse_json(prog, "--json", val);
             share_only = 1;
         } else if (VALUE("--output") || VALUE("-o")) {
             if (!*val)
@@ -278,7 +272,7 @@ static char *kinds_text(uint32_t kinds)
 static sresid_amp *make_amp(const args *a, const sresid_model *base)
 {
     sresid_amp_opts o = {.size = sizeof o,
-                         .layout = a->layout,
+                         .layout = a->score_layout,
                          .rank = a->rank,
                          .kinds = a->kinds,
                          .threads = a->threads,
@@ -334,7 +328,7 @@ static void share_json(const args *a, const sresid_amp *amp, const double *energ
                        const double *captured, const double *cm, const double *co)
 {
     size_t nt = sresid_amp_count(amp);
-    json_t *root = json_object(), *tensors = json_array();
+    json_t *root = sr_cli_json_doc("sparseresid-amp-share", 1), *tensors = json_array();
     for (size_t t = 0; t < nt; t++) {
         sresid_amp_tensor_info info = {.size = sizeof info};
         sresid_status st = sresid_amp_tensor(amp, t, &info);
@@ -362,7 +356,9 @@ static void share_json(const args *a, const sresid_amp *amp, const double *energ
     json_t *opt = json_object();
     sr_cli_jset(opt, "base", sr_cli_jstr(a->pos[0]));
     sr_cli_jset(opt, "trained", sr_cli_jstr(a->pos[1]));
-    sr_cli_jset(opt, "layout", json_string(a->layout == SRESID_AMP_CORE ? "core" : "diag"));
+    const char *sl = a->score_layout == SRESID_AMP_CORE ? "core" : "diag";
+    sr_cli_jset(opt, "score_layout", json_string(sl));
+    sr_cli_jset(opt, "layout", json_string(sl)); /* deprecated: score_layout, until 1.2 */
     sr_cli_jset(opt, "rank", json_integer(a->rank));
     json_t *kinds = json_array();
     uint32_t kb = a->kinds ? a->kinds : (1u << SRESID_KIND_ATTENTION | 1u << SRESID_KIND_MLP);
@@ -377,13 +373,10 @@ static void share_json(const args *a, const sresid_amp *amp, const double *energ
         sr_cli_jpush(fr, json_real(a->fractions[k]));
     sr_cli_jset(opt, "fractions", fr);
     sr_cli_jset(opt, "matrix_layout",
-         json_string(a->matrix_layout == SRESID_LAYOUT_OUT_LAST ? "out-last" : "out-first"));
+         json_string(a->layout == SRESID_LAYOUT_OUT_LAST ? "out-last" : "out-first"));
     sr_cli_jset(root, "options", opt);
 
-    char *text = sr_cli_json_dump(prog, root, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
-    if (sr_cli_write_text(a->json, text) != 0)
-        die("cannot write %s: %s", a->json, strerror(errno));
-    free(text);
+    sr_cli_json_write(prog, a->json, root, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
 }
 
 static void share_table(const args *a, const sresid_amp *amp, const double *captured,
@@ -391,10 +384,11 @@ static void share_table(const args *a, const sresid_amp *amp, const double *capt
 {
     size_t nt = sresid_amp_count(amp), nf = a->nfractions;
     printf("residual: %s - %s\n", a->pos[1], a->pos[0]);
-    printf("matrices: %zu, scores: %llu, layout: %s, fractions %s; captured share of the "
-           "residual energy,\nby initial magnitude |s0| / by the oracle |D|\n",
+    printf("matrices: %zu, scores: %llu, score layout: %s, view: %s, fractions %s; captured "
+           "share of the residual energy,\nby initial magnitude |s0| / by the oracle |D|\n",
            nt, (unsigned long long)sresid_amp_score_count(amp),
-           a->layout == SRESID_AMP_CORE ? "core" : "diag",
+           a->score_layout == SRESID_AMP_CORE ? "core" : "diag",
+           a->layout == SRESID_LAYOUT_OUT_LAST ? "out-last" : "out-first",
            a->per_tensor ? "within each matrix" : "over all scores");
     size_t ncols = 5 + nf;
     char *right = xmalloc(ncols + 1);
@@ -541,7 +535,8 @@ static void run_fit(const args *a, sresid_model *base, sresid_model *trained)
     uint64_t trained_scores = mask ? sresid_mask_count(mask) : total;
     printf("%s: %zu matrices (%s), %llu of %llu scores trained (%s%s), captured %.2f %% of "
            "the residual energy of %s\n",
-           a->output, sresid_amp_count(amp), a->layout == SRESID_AMP_CORE ? "core" : "diag",
+           a->output, sresid_amp_count(amp),
+           a->score_layout == SRESID_AMP_CORE ? "core" : "diag",
            (unsigned long long)trained_scores, (unsigned long long)total,
            mask ? rule_names[a->rule] : "all", mask && a->per_tensor ? ", per tensor" : "",
            100 * share, a->pos[1]);
@@ -557,7 +552,7 @@ int main(int argc, char **argv)
     /* First: it picks the BLIS kernels, which must come before any BLIS call. */
     prog = sr_cli_start(argc, argv, NULL);
 
-    args a = {.layout = SRESID_AMP_DIAG, .matrix_layout = SRESID_LAYOUT_OUT_FIRST};
+    args a = {.score_layout = SRESID_AMP_DIAG, .layout = SRESID_LAYOUT_OUT_FIRST};
     parse_args(argc, argv, &a);
     if (a.threads && sresid_set_threads(a.threads) != SRESID_OK)
         sr_cli_die(prog, "--threads", SRESID_ERR_INVALID_ARG);
@@ -566,13 +561,14 @@ int main(int argc, char **argv)
                 sresid_version_string(), sresid_blas_arch(), (int)sresid_get_threads());
 
     double t0 = sr_cli_now();
-    sresid_model *base = sr_cli_open_model(prog, a.pos[0], a.matrix_layout);
-    sresid_model *trained = sr_cli_open_model(prog, a.pos[1], a.matrix_layout);
+    sresid_model *base = sr_cli_open_model(prog, a.pos[0], a.layout);
+    sresid_model *trained = sr_cli_open_model(prog, a.pos[1], a.layout);
     {
         sresid_model *const models[2] = {base, trained};
         const char *const outs[2] = {a.output, a.json};
         sr_cli_guard_outputs(prog, models, a.pos, 2, outs, 2);
     }
+    sr_cli_check_layout(prog, base, a.pos[0], a.layout);
     if (a.cmd == CMD_SHARE)
         run_share(&a, base, trained);
     else

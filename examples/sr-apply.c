@@ -38,19 +38,22 @@ int main(int argc, char **argv)
     prog = sr_cli_start(argc, argv, &verbose);
 
     const char *pos[2] = {NULL, NULL}, *out = NULL;
-    int npos = 0, force = 0, no_clobber = 0;
+    int npos = 0, force = 0, no_clobber = 0, options_done = 0;
     double scale = 1;
     for (int i = 1; i < argc; i++) {
         const char *v = NULL, *s = argv[i];
-        int r;
-        if (strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0) {
+        if (options_done || s[0] != '-' || s[1] == '\0') {
+            if (npos == 2)
+                bad_usage("too many arguments: %s (give BASE and DELTA)", s);
+            pos[npos++] = s;
+        } else if (strcmp(s, "--") == 0) {
+            options_done = 1;
+        } else if (strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0) {
             usage(stdout);
             sr_cli_help_done(prog);
         } else if (sr_cli_output_opt(prog, argc, argv, &i, &out)) {
             continue;
-        } else if ((r = sr_cli_opt_value(argc, argv, &i, "--scale", &v)) != 0) {
-            if (r < 0)
-                bad_usage("--scale wants a number");
+        } else if (sr_cli_value(prog, argc, argv, &i, "--scale", &v)) {
             if (!sr_cli_real(v, &scale) || scale == 0)
                 bad_usage("--scale wants a finite non-zero number, not '%s'", v);
         } else if (strcmp(s, "--force") == 0) {
@@ -59,18 +62,12 @@ int main(int argc, char **argv)
             no_clobber = 1;
         } else if (strcmp(s, "--verbose") == 0 || strcmp(s, "-v") == 0) {
             verbose = 1;
-        } else if (s[0] == '-' && s[1] != '\0') {
-            bad_usage("unknown option '%s'", s);
         } else {
-            if (npos == 2)
-                bad_usage("give BASE and DELTA");
-            pos[npos++] = s;
+            bad_usage("unknown option %s", s);
         }
     }
-    if (npos != 2) {
-        usage(stderr);
-        return 2;
-    }
+    if (npos != 2)
+        bad_usage("give BASE and DELTA");
     if (!out)
         bad_usage("give the output file with -o OUT.safetensors");
 

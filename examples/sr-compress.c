@@ -1,7 +1,6 @@
 /* sr-compress: keep the largest entries of a fine-tune's residual and save
  * them as a sparse delta (safetensors), with the error report. An example
  * program of libsparseresid. */
-#include <errno.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -43,8 +42,8 @@ static void usage(FILE *f)
             "  --json FILE|-        write the error report as JSON to FILE, or to stdout\n"
             "  --skip-mismatched    leave out tensors found on one side only or with\n"
             "                       different shapes (default: fail)\n"
-            "  --layout L           out-first (default) or out-last; recorded for the\n"
-            "                       tensor listing only, positions are flat either way\n"
+            "  --layout L           matrix view, out-first (default) or out-last, as in\n"
+            "                       the other programs; the delta does not depend on it\n"
             "  --in-memory          keep the residual in memory between passes (4 bytes an\n"
             "                       entry): fewer reads of the checkpoints, same delta\n"
             "  --threads N          worker threads over the tensors (default:\n"
@@ -71,44 +70,42 @@ typedef struct args {
 
 static void parse_args(int argc, char **argv, args *a)
 {
-    int rules = 0;
+    static const char *const rules[] = {"--keep", "--per-tensor-keep", "--threshold",
+                                        "--energy", "--dare"};
+    static const int32_t codes[] = {SRESID_SPARSE_TOP, SRESID_SPARSE_TOP_PER_TENSOR,
+                                    SRESID_SPARSE_THRESHOLD, SRESID_SPARSE_ENERGY,
+                                    SRESID_SPARSE_DARE};
+    int nrules = 0, options_done = 0;
     for (int i = 1; i < argc; i++) {
         const char *v = NULL, *s = argv[i];
-        int r;
+#define VALUE(name) sr_cli_value(prog, argc, argv, &i, name, &v)
+        if (options_done || s[0] != '-' || s[1] == '\0') {
+            sr_cli_add_checkpoint(prog, a->pos, &a->npos, s);
+            continue;
+        }
+        if (strcmp(s, "--") == 0) {
+            options_done = 1;
+            continue;
+        }
         if (strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0) {
             usage(stdout);
             sr_cli_help_done(prog);
-        } else if (sr_cli_output_opt(prog, argc, argv, &i, &a->out)) {
+        }
+        if (sr_cli_output_opt(prog, argc, argv, &i, &a->out))
             continue;
-        } else if ((r = sr_cli_opt_value(argc, argv, &i, "--keep", &v)) != 0 ||
-                   (r = sr_cli_opt_value(argc, argv, &i, "--per-tensor-keep", &v)) != 0 ||
-                   (r = sr_cli_opt_value(argc, argv, &i, "--threshold", &v)) != 0 ||
-                   (r = sr_cli_opt_value(argc, argv, &i, "--energy", &v)) != 0 ||
-                   (r = sr_cli_opt_value(argc, argv, &i, "--dare", &v)) != 0) {
-            const char *opt = s;
-            const char *names[] = {"--keep", "--per-tensor-keep", "--threshold", "--energy",
-                                   "--dare"};
-            const int32_t codes[] = {SRESID_SPARSE_TOP, SRESID_SPARSE_TOP_PER_TENSOR,
-                                     SRESID_SPARSE_THRESHOLD, SRESID_SPARSE_ENERGY,
-                                     SRESID_SPARSE_DARE};
-            for (int k = 0; k < 5; k++) {
-                size_t n = strlen(names[k]);
-                if (strncmp(opt, names[k], n) == 0 && (opt[n] == '\0' || opt[n] == '=')) {
-                    a->rule = codes[k];
-                    opt = names[k];
-                }
-            }
-            if (r < 0)
-                bad_usage("%s wants a value", opt);
-            if (++rules > 1)
+        int rule = -1;
+        for (int k = 0; k < 5 && rule < 0; k++)
+            if (VALUE(rules[k]))
+                rule = k;
+        if (rule >= 0) {
+            if (++nrules > 1)
                 bad_usage("give one rule: --keep, --per-tensor-keep, --threshold, --energy or "
                           "--dare");
+            a->rule = codes[rule];
             double hi = a->rule == SRESID_SPARSE_THRESHOLD ? HUGE_VAL : 1;
             int open_lo = a->rule != SRESID_SPARSE_TOP && a->rule != SRESID_SPARSE_TOP_PER_TENSOR;
-            a->param = sr_cli_parse_real(prog, opt, v, 0, hi, open_lo);
-        } else if ((r = sr_cli_opt_value(argc, argv, &i, "--dtype", &v)) != 0) {
-            if (r < 0)
-                bad_usage("--dtype wants f32, f16 or bf16");
+            a->param = sr_cli_parse_real(prog, rules[rule], v, 0, hi, open_lo);
+        } else if (VALUE("--dtype")) {
             if (strcmp(v, "f32") == 0)
                 a->dtype = SRESID_DTYPE_F32;
             else if (strcmp(v, "f16") == 0)
@@ -117,23 +114,14 @@ static void parse_args(int argc, char **argv, args *a)
                 a->dtype = SRESID_DTYPE_BF16;
             else
                 bad_usage("--dtype wants f32, f16 or bf16, not '%s'", v);
-        } else if ((r = sr_cli_opt_value(argc, argv, &i, "--seed", &v)) != 0) {
-            if (r < 0)
-                bad_usage("--seed wants an integer");
+        } else if (VALUE("--seed")) {
             a->seed = sr_cli_parse_seed(prog, v);
-        } else if ((r = sr_cli_opt_value(argc, argv, &i, "--threads", &v)) != 0) {
-            if (r < 0)
-                bad_usage("--threads wants an integer in [1, 4096]");
-            a->threads = (int32_t)sr_cli_parse_int(prog, "--threads", v, 1, 4096);
-        } else if ((r = sr_cli_opt_value(argc, argv, &i, "--json", &v)) != 0) {
-            if (r < 0)
-                bad_usage("--json wants a file name or -");
-            a->json = v;
-        } else if ((r = sr_cli_opt_value(argc, argv, &i, "--layout", &v)) != 0) {
-            if (r < 0)
-                bad_usage("--layout wants out-first or out-last");
-            if (!sr_cli_layout(v, &a->layout))
-                bad_usage("--layout wants out-first or out-last, not '%s'", v);
+        } else if (VALUE("--threads")) {
+            a->threads = sr_cli_parse_threads(prog, "--threads", v);
+        } else if (VALUE("--json")) {
+            a->json = sr_cli_parse_json(prog, "--json", v);
+        } else if (VALUE("--layout")) {
+            a->layout = sr_cli_parse_layout(prog, "--layout", v);
         } else if (strcmp(s, "--skip-mismatched") == 0) {
             a->skip_mismatched = 1;
         } else if (strcmp(s, "--in-memory") == 0) {
@@ -146,18 +134,13 @@ static void parse_args(int argc, char **argv, args *a)
             a->no_clobber = 1;
         } else if (strcmp(s, "--verbose") == 0 || strcmp(s, "-v") == 0) {
             a->verbose = 1;
-        } else if (s[0] == '-' && s[1] != '\0') {
-            bad_usage("unknown option '%s'", s);
         } else {
-            if (a->npos == 2)
-                bad_usage("give two checkpoints, BASE and TRAINED");
-            a->pos[a->npos++] = s;
+            bad_usage("unknown option %s", s);
         }
+#undef VALUE
     }
-    if (a->npos != 2) {
-        usage(stderr);
-        exit(2);
-    }
+    if (a->npos != 2)
+        bad_usage("give two checkpoints, BASE and TRAINED");
     if (!a->out)
         bad_usage("give the output file with -o DELTA.safetensors");
 }
@@ -169,20 +152,20 @@ static json_t *info_json(const sresid_sparse_info *in)
     if (in->name) {
         json_t *shape = json_array();
         for (int32_t d = 0; d < in->ndim; d++)
-            json_array_append_new(shape, json_integer(in->shape[d]));
-        json_object_set_new(o, "name", json_string(in->name));
-        json_object_set_new(o, "shape", shape);
-        json_object_set_new(o, "base_dtype", json_string(sresid_dtype_name(in->base_dtype)));
-        json_object_set_new(o, "index_dtype", json_string(sresid_dtype_name(in->index_dtype)));
+            sr_cli_jpush(shape, json_integer(in->shape[d]));
+        sr_cli_jset(o, "name", sr_cli_jstr(in->name));
+        sr_cli_jset(o, "shape", shape);
+        sr_cli_jset(o, "base_dtype", sr_cli_jstr(sresid_dtype_name(in->base_dtype)));
+        sr_cli_jset(o, "index_dtype", sr_cli_jstr(sresid_dtype_name(in->index_dtype)));
     }
-    json_object_set_new(o, "numel", json_integer(in->numel));
-    json_object_set_new(o, "kept", json_integer((json_int_t)in->kept));
-    json_object_set_new(o, "bytes", json_integer((json_int_t)in->bytes));
-    json_object_set_new(o, "dense_bytes", json_integer((json_int_t)in->dense_bytes));
-    json_object_set_new(o, "ratio", sr_cli_jnum(in->ratio));
-    json_object_set_new(o, "energy", sr_cli_jnum(in->energy));
-    json_object_set_new(o, "kept_energy", sr_cli_jnum(in->kept_energy));
-    json_object_set_new(o, "error", sr_cli_jnum(in->error));
+    sr_cli_jset(o, "numel", json_integer(in->numel));
+    sr_cli_jset(o, "kept", json_integer((json_int_t)in->kept));
+    sr_cli_jset(o, "bytes", json_integer((json_int_t)in->bytes));
+    sr_cli_jset(o, "dense_bytes", json_integer((json_int_t)in->dense_bytes));
+    sr_cli_jset(o, "ratio", sr_cli_jnum(in->ratio));
+    sr_cli_jset(o, "energy", sr_cli_jnum(in->energy));
+    sr_cli_jset(o, "kept_energy", sr_cli_jnum(in->kept_energy));
+    sr_cli_jset(o, "error", sr_cli_jnum(in->error));
     return o;
 }
 
@@ -242,36 +225,30 @@ int main(int argc, char **argv)
     sresid_sparse_info tot = {.size = sizeof tot};
     sresid_sparse_info_get(sp, SRESID_ALL, &tot);
     if (a.json) {
-        json_t *doc = json_object(), *list = json_array();
-        json_object_set_new(doc, "base", json_string(a.pos[0]));
-        json_object_set_new(doc, "trained", json_string(a.pos[1]));
-        json_object_set_new(doc, "output", json_string(a.out));
-        json_object_set_new(doc, "rule", json_string(rule_name(a.rule)));
-        json_object_set_new(doc, "param", json_real(a.param));
-        json_object_set_new(doc, "value_dtype", json_string(sresid_dtype_name(a.dtype)));
-        json_object_set_new(doc, "seed", json_integer((json_int_t)a.seed));
+        json_t *doc = sr_cli_json_doc("sparseresid-delta-report", 1), *list = json_array();
+        sr_cli_jset(doc, "base", sr_cli_jstr(a.pos[0]));
+        sr_cli_jset(doc, "trained", sr_cli_jstr(a.pos[1]));
+        sr_cli_jset(doc, "output", sr_cli_jstr(a.out));
+        sr_cli_jset(doc, "rule", json_string(rule_name(a.rule)));
+        sr_cli_jset(doc, "param", json_real(a.param));
+        sr_cli_jset(doc, "value_dtype", json_string(sresid_dtype_name(a.dtype)));
+        sr_cli_jset(doc, "seed", json_integer((json_int_t)a.seed));
         for (size_t i = 0; i < n; i++) {
             sresid_sparse_info in = {.size = sizeof in};
             sresid_sparse_info_get(sp, i, &in);
-            json_array_append_new(list, info_json(&in));
+            sr_cli_jpush(list, info_json(&in));
         }
-        json_object_set_new(doc, "tensors", list);
-        json_object_set_new(doc, "total", info_json(&tot));
+        sr_cli_jset(doc, "tensors", list);
+        sr_cli_jset(doc, "total", info_json(&tot));
         json_t *un = json_array();
         for (size_t i = 0; i < sresid_residual_unpaired_count(res); i++) {
             const char *name;
             int32_t why;
             sresid_residual_unpaired(res, i, &name, &why);
-            json_array_append_new(un, json_string(name));
+            sr_cli_jpush(un, sr_cli_jstr(name));
         }
-        json_object_set_new(doc, "unpaired", un);
-        char *text = sr_cli_json_dump(prog, doc, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
-        if (sr_cli_write_text(a.json, text) != 0) {
-            fprintf(stderr, "%s: %s: cannot write the report: %s\n", prog, a.json,
-                    strerror(errno));
-            return 1;
-        }
-        free(text);
+        sr_cli_jset(doc, "unpaired", un);
+        sr_cli_json_write(prog, a.json, doc, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
     }
     if (!a.json || strcmp(a.json, "-") != 0) {
         if (a.tensors) {

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <sparseresid/sparseresid.h>
 
@@ -16,8 +17,8 @@ static const char *prog = "sr-info";
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: %s CHECKPOINT [--json] [--layout out-first|out-last] [--verbose]\n"
-            "       %s BASE TRAINED [--json] [--strict] [--layout ...] [--verbose]\n"
+            "usage: %s CHECKPOINT [options]     its tensors and metadata\n"
+            "       %s BASE TRAINED [options]   the norms of TRAINED - BASE, pair by pair\n"
             "\n"
             "One checkpoint: list its tensors (name, dtype, shape, matrix view, kind,\n"
             "layer, role, Frobenius norm) and its metadata.\n"
@@ -25,29 +26,23 @@ static void usage(FILE *f)
             "base, trained and residual R = trained - base, then all pairs together,\n"
             "then the tensors left out and why.\n"
             "\n"
-            "  --json      write a JSON document instead of text tables\n"
-            "  --strict    fail if any tensor is one-sided or changes shape\n"
-            "  --layout L  matrix view of rank >= 3 tensors: out-first (PyTorch,\n"
-            "              default) or out-last (TF/Keras)\n"
-            "  --verbose   say which BLIS kernels are used\n"
-            "  --help      show this text\n"
+            "  --json FILE|-  write the JSON document to FILE (the tables still go to\n"
+            "                 stdout), or to stdout with - (then no tables)\n"
+            "  --strict       fail if any tensor is one-sided or changes shape\n"
+            "  --layout L     matrix view of rank >= 3 tensors: out-first (PyTorch,\n"
+            "                 rows = shape[0]; default) or out-last (TF/Keras/TF.js\n"
+            "                 [kh,kw,in,out], cols = shape[-1])\n"
+            "  --verbose      say which BLIS kernels are used\n"
+            "  --help         show this text\n"
+            "Deprecated (until the next minor release, with a warning): --json with no\n"
+            "file name (before a checkpoint, an option or nothing) for --json -.\n"
             "\n"
             "A checkpoint is a .safetensors file, a *.safetensors.index.json or a\n"
             "directory of shards. Exit status: 0 ok, 1 error, 2 bad usage.\n",
             prog, prog);
 }
 
-static _Noreturn void bad_usage(const char *fmt, const char *arg)
-    __attribute__((format(printf, 1, 0)));
-static _Noreturn void bad_usage(const char *fmt, const char *arg)
-{
-    fprintf(stderr, "%s: ", prog);
-    fprintf(stderr, fmt, arg);
-    fputc('\n', stderr);
-    usage(stderr);
-    exit(2);
-}
-
+#define bad_usage(...) sr_cli_bad_usage(prog, __VA_ARGS__)
 #define xmalloc(n) sr_cli_xmalloc(prog, n)
 #define xfmt(...) sr_cli_xfmt(prog, __VA_ARGS__)
 
@@ -84,11 +79,14 @@ static json_t *jlayer(int32_t layer)
     return layer < 0 ? json_null() : json_integer(layer);
 }
 
-static void json_print(json_t *root)
+/* The document kinds of --json (docs/tools.md): one checkpoint, or a pair. */
+#define FORMAT_ONE "sparseresid-info"
+#define FORMAT_PAIR "sparseresid-info-pair"
+#define FORMAT_VERSION 1
+
+static void json_emit(json_t *root, const char *path)
 {
-    char *text = sr_cli_json_dump(prog, root, JSON_INDENT(2));
-    sr_cli_write_text("-", text);
-    free(text);
+    sr_cli_json_write(prog, path, root, JSON_INDENT(2));
 }
 
 
@@ -116,10 +114,10 @@ static const char *dtype_str(sresid_dtype dtype)
     return d ? d : "?";
 }
 
-/* One checkpoint: its tensors with their norms, and its metadata. */
-static void run_one(const char *path, int json, int32_t layout)
+/* One checkpoint: its tensors with their norms, and its metadata; json is
+ * NULL (text only), "-" (JSON only, on stdout) or a file (both). */
+static void run_one(sresid_model *m, const char *path, const char *json)
 {
-    sresid_model *m = sr_cli_open_model(prog, path, layout);
     size_t n = sresid_model_tensor_count(m);
     sresid_tensor_info info;
 
@@ -155,7 +153,7 @@ static void run_one(const char *path, int json, int32_t layout)
 
     size_t nmeta = sresid_model_metadata_count(m);
     if (json) {
-        json_t *root = json_object();
+        json_t *root = sr_cli_json_doc(FORMAT_ONE, FORMAT_VERSION);
         json_t *tensors = json_array();
         json_t *meta = json_object();
         sr_cli_jset(root, "path", sr_cli_jstr(path));
@@ -185,8 +183,9 @@ static void run_one(const char *path, int json, int32_t layout)
         }
         sr_cli_jset(root, "tensors", tensors);
         sr_cli_jset(root, "metadata", meta);
-        json_print(root);
-    } else {
+        json_emit(root, json);
+    }
+    if (!json || strcmp(json, "-") != 0) {
         printf("%s: %zu tensors, %llu elements\n", path, n, (unsigned long long)total);
         sr_cli_table t = { .ncols = 8, .right = "lllllrlr", .prog = prog};
         const char *head[] = { "name", "dtype", "shape", "matrix", "kind", "layer", "role",
@@ -220,7 +219,6 @@ static void run_one(const char *path, int json, int32_t layout)
         }
     }
     free(norm);
-    sresid_model_free(m);
 }
 
 /* ---- two checkpoints ---- */
@@ -285,10 +283,11 @@ static char *unpaired_reason(int32_t reason, const sresid_tensor_info *bi, int h
     }
 }
 
-static void run_pair(const char *bpath, const char *tpath, int json, int strict, int32_t layout)
+/* Two checkpoints: the norms pair by pair, then the tensors left out; json
+ * as for run_one. */
+static void run_pair(sresid_model *base, const char *bpath, sresid_model *trained,
+                     const char *tpath, const char *json, int strict)
 {
-    sresid_model *base = sr_cli_open_model(prog, bpath, layout);
-    sresid_model *trained = sr_cli_open_model(prog, tpath, layout);
     sresid_pair_opts po = { .size = sizeof po,
                             .flags = strict ? 0u : SRESID_PAIR_SKIP_MISMATCHED };
     sresid_residual *r = NULL;
@@ -303,15 +302,17 @@ static void run_pair(const char *bpath, const char *tpath, int json, int strict,
     sresid_tensor_info info, tinfo;
     sresid_norms nm, all;
     json_t *root = NULL, *pairs = NULL, *unpaired = NULL;
+    int text = !json || strcmp(json, "-") != 0;
     sr_cli_table t = { .ncols = 8, .right = "llrlrrrr", .prog = prog};
 
     if (json) {
-        root = json_object();
+        root = sr_cli_json_doc(FORMAT_PAIR, FORMAT_VERSION);
         pairs = json_array();
         unpaired = json_array();
         sr_cli_jset(root, "base", sr_cli_jstr(bpath));
         sr_cli_jset(root, "trained", sr_cli_jstr(tpath));
-    } else {
+    }
+    if (text) {
         printf("base:    %s\ntrained: %s\n", bpath, tpath);
         const char *head[] = { "name",    "kind",      "layer", "shape",
                                "|base|", "|trained|", "|R|",   "|R|/|base|" };
@@ -334,7 +335,8 @@ static void run_pair(const char *bpath, const char *tpath, int json, int strict,
             sr_cli_jset(p, "shape", jshape(info.shape, info.ndim));
             jset_norms(p, &nm);
             sr_cli_jpush(pairs, p);
-        } else {
+        }
+        if (text) {
             sr_cli_table_put(&t, xfmt("%s", info.name));
             sr_cli_table_put(&t, xfmt("%s", kind_str(info.kind)));
             sr_cli_table_put(&t, info.layer < 0 ? xfmt("-") : xfmt("%d", (int)info.layer));
@@ -349,7 +351,8 @@ static void run_pair(const char *bpath, const char *tpath, int json, int strict,
         jset_norms(tot, &all);
         sr_cli_jset(root, "pairs", pairs);
         sr_cli_jset(root, "total", tot);
-    } else {
+    }
+    if (text) {
         sr_cli_table_put(&t, xfmt("all %zu pairs", np));
         sr_cli_table_put(&t, xfmt("%s", ""));
         sr_cli_table_put(&t, xfmt("%s", ""));
@@ -376,23 +379,54 @@ static void run_pair(const char *bpath, const char *tpath, int json, int strict,
             sr_cli_jset(u, "shape_base", has_b ? jshape(info.shape, info.ndim) : json_null());
             sr_cli_jset(u, "shape_trained", has_t ? jshape(tinfo.shape, tinfo.ndim) : json_null());
             sr_cli_jpush(unpaired, u);
-            free(why);
-        } else {
+        }
+        if (text) {
             sr_cli_table_put(&ut, xfmt("  %s", name));
             sr_cli_table_put(&ut, why);
+        } else {
+            free(why);
         }
     }
     if (json) {
         sr_cli_jset(root, "unpaired", unpaired);
-        json_print(root);
-    } else {
-        sr_cli_table_print(&ut);
+        json_emit(root, json);
     }
+    if (text)
+        sr_cli_table_print(&ut);
 
     free(what);
     sresid_residual_free(r);
-    sresid_model_free(trained);
-    sresid_model_free(base);
+}
+
+/* The old spelling "--json" without a file (JSON on stdout) is recognised
+ * while it lasts by what follows it: nothing, another option, or a
+ * checkpoint — a directory, a name ending in .safetensors or
+ * .safetensors.index.json, or a file that starts as safetensors files do
+ * (a little-endian header length, then '{'). */
+static int old_json_flag(int argc, char **argv, int i)
+{
+    if (i + 1 >= argc)
+        return 1;
+    const char *p = argv[i + 1];
+    size_t n = strlen(p);
+    if ((p[0] == '-' && p[1] != '\0') ||
+        (n >= 12 && strcmp(p + n - 12, ".safetensors") == 0) ||
+        (n >= 23 && strcmp(p + n - 23, ".safetensors.index.json") == 0))
+        return 1;
+    struct stat sb;
+    if (stat(p, &sb) != 0)
+        return 0;
+    if (S_ISDIR(sb.st_mode))
+        return 1;
+    unsigned char head[9] = {0};
+    FILE *f = S_ISREG(sb.st_mode) ? fopen(p, "rb") : NULL;
+    size_t got = f ? fread(head, 1, sizeof head, f) : 0;
+    if (f)
+        fclose(f);
+    uint64_t len = 0;
+    for (int k = 7; k >= 0; k--)
+        len = len << 8 | head[k];
+    return got == sizeof head && head[8] == '{' && len >= 2 && len < (uint64_t)sb.st_size;
 }
 
 int main(int argc, char **argv)
@@ -401,50 +435,56 @@ int main(int argc, char **argv)
     int verbose;
     prog = sr_cli_start(argc, argv, &verbose);
 
-    int json = 0, strict = 0, npos = 0, options_done = 0;
-    const char *pos[2] = { NULL, NULL }, *layout_s = NULL;
+    int strict = 0, npos = 0, options_done = 0;
+    const char *pos[2] = { NULL, NULL }, *json = NULL;
+    int32_t layout = SRESID_LAYOUT_OUT_FIRST;
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
+        const char *a = argv[i], *val = NULL;
         if (options_done || a[0] != '-' || a[1] == '\0') {
-            if (npos == 2)
-                bad_usage("too many arguments: %s", a);
-            pos[npos++] = a;
+            sr_cli_add_checkpoint(prog, pos, &npos, a);
         } else if (strcmp(a, "--") == 0) {
             options_done = 1;
         } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             usage(stdout);
             sr_cli_help_done(prog);
-        } else if (strcmp(a, "--json") == 0) {
-            json = 1;
+        } else if (strcmp(a, "--json") == 0 && old_json_flag(argc, argv, i)) {
+            sr_cli_deprecated(prog, "--json without a file name",
+                              "write --json - for the JSON document on stdout");
+            json = "-";
+        } else if (sr_cli_value(prog, argc, argv, &i, "--json", &val)) {
+            json = sr_cli_parse_json(prog, "--json", val);
         } else if (strcmp(a, "--strict") == 0) {
             strict = 1;
         } else if (strcmp(a, "--verbose") == 0 || strcmp(a, "-v") == 0) {
             verbose = 1;
+        } else if (sr_cli_value(prog, argc, argv, &i, "--layout", &val)) {
+            layout = sr_cli_parse_layout(prog, "--layout", val);
         } else {
-            int rc = sr_cli_opt_value(argc, argv, &i, "--layout", &layout_s);
-            if (rc < 0)
-                bad_usage("%s needs a value", a);
-            if (rc == 0)
-                bad_usage("unknown option %s", a);
+            bad_usage("unknown option %s", a);
         }
     }
     if (npos == 0)
-        bad_usage("%s", "no checkpoint given");
+        bad_usage("no checkpoint given");
     if (strict && npos != 2)
-        bad_usage("%s", "--strict needs two checkpoints");
-
-    int32_t layout = SRESID_LAYOUT_OUT_FIRST;
-    if (layout_s && !sr_cli_layout(layout_s, &layout))
-        bad_usage("unknown layout %s (want out-first or out-last)", layout_s);
+        bad_usage("--strict needs two checkpoints");
 
     if (verbose)
         fprintf(stderr, "%s: libsparseresid %s, BLIS kernels %s\n", prog,
                 sresid_version_string(), sresid_blas_arch());
 
-    if (npos == 1)
-        run_one(pos[0], json, layout);
-    else
-        run_pair(pos[0], pos[1], json, strict, layout);
-
+    sresid_model *m[2] = { NULL, NULL };
+    for (int k = 0; k < npos; k++)
+        m[k] = sr_cli_open_model(prog, pos[k], layout);
+    const char *const outs[1] = { json };
+    sr_cli_guard_outputs(prog, m, pos, (size_t)npos, outs, 1);
+    if (npos == 1) {
+        /* only the one-checkpoint listing shows the matrix view */
+        sr_cli_check_layout(prog, m[0], pos[0], layout);
+        run_one(m[0], pos[0], json);
+    } else {
+        run_pair(m[0], pos[0], m[1], pos[1], json, strict);
+    }
+    sresid_model_free(m[1]);
+    sresid_model_free(m[0]);
     return sr_cli_finish(prog);
 }

@@ -40,7 +40,8 @@ static void usage(FILE *f)
             "                     (default 0: none)\n"
             "  --seed S           seed of every random choice (default 0)\n"
             "  --threads N        threads (default: SRESID_NUM_THREADS, else all CPUs)\n"
-            "  --only KINDS       only these kinds: attention,mlp,embedding,norm,other\n"
+            "  --kinds LIST       only these kinds, comma-separated from attention, mlp,\n"
+            "                     embedding, norm, other; or all (default all)\n"
             "  --probes LIST      only these probes: moments,entropy,pr,lowfreq,kmeans,\n"
             "                     sparsity,correlation (default all)\n"
             "  --skip-mismatched  leave out tensors found on one side only or with\n"
@@ -53,6 +54,8 @@ static void usage(FILE *f)
             "  --no-progress      no progress bar (shown on stderr only on a terminal)\n"
             "  --verbose          BLIS kernels, threads and timing on stderr\n"
             "  --help             show this text\n"
+            "Deprecated (until the next minor release, with a warning): --only KINDS\n"
+            "for --kinds KINDS.\n"
             "\n"
             "A checkpoint is a .safetensors file, a *.safetensors.index.json or a\n"
             "directory of shards. Exit status: 0 ok, 1 error, 2 bad usage.\n",
@@ -84,28 +87,19 @@ static size_t parse_ks(const char *s, int32_t *ks, size_t cap)
 static const char *const probe_names[] = {"moments", "entropy", "pr", "lowfreq",
                                           "kmeans", "sparsity", "correlation"};
 
-/* A comma-separated list of names into a bit set; names[i] is bit 1 << (i + shift)
- * ... or, for kinds, the kind number via sresid_kind_name. */
-static uint32_t parse_names(const char *opt, const char *s, int kinds)
+/* A comma-separated list of probe names into the SRESID_PROBE_* bits. */
+static uint32_t parse_probes(const char *opt, const char *s)
 {
     uint32_t bits = 0;
     const char *p = s;
     for (;;) {
         size_t len = strcspn(p, ",");
         int found = 0;
-        if (kinds) {
-            int32_t k = sr_cli_kind_of(p, len);
-            if (k >= 0) {
-                bits |= 1u << k;
+        for (size_t i = 0; i < sizeof probe_names / sizeof probe_names[0] && !found; i++)
+            if (strlen(probe_names[i]) == len && strncmp(p, probe_names[i], len) == 0) {
+                bits |= 1u << i; /* the SRESID_PROBE_* bits, in this order */
                 found = 1;
             }
-        } else {
-            for (size_t i = 0; i < sizeof probe_names / sizeof probe_names[0] && !found; i++)
-                if (strlen(probe_names[i]) == len && strncmp(p, probe_names[i], len) == 0) {
-                    bits |= 1u << i; /* the SRESID_PROBE_* bits, in this order */
-                    found = 1;
-                }
-        }
         if (!found)
             bad_usage("%s: unknown name '%.*s' in '%s'", opt, (int)len, p, s);
         if (!p[len])
@@ -478,7 +472,7 @@ static void parse_args(int argc, char **argv, args *a)
         FLAG("--verbose", verbose)
         FLAG("-v", verbose)
         if (VALUE("--json"))
-            a->json = val;
+            a->json = sr_cli_parse_json(prog, "--json", val);
         else if (VALUE("--bins"))
             a->bins = (int32_t)sr_cli_parse_int(prog, "--bins", val, 1, 1 << 24);
         else if (VALUE("--k"))
@@ -490,23 +484,23 @@ static void parse_args(int argc, char **argv, args *a)
         else if (VALUE("--seed"))
             a->seed = sr_cli_parse_seed(prog, val);
         else if (VALUE("--threads"))
-            a->threads = (int32_t)sr_cli_parse_int(prog, "--threads", val, 1, 4096);
-        else if (VALUE("--only"))
-            a->kinds = parse_names("--only", val, 1);
-        else if (VALUE("--probes"))
-            a->probes = parse_names("--probes", val, 0);
-        else if (VALUE("--layout")) {
-            if (!sr_cli_layout(val, &a->layout))
-                bad_usage("unknown layout '%s' (want out-first or out-last)", val);
-        } else
+            a->threads = sr_cli_parse_threads(prog, "--threads", val);
+        else if (VALUE("--kinds"))
+            a->kinds = sr_cli_parse_kinds(prog, "--kinds", val);
+        else if (VALUE("--only")) {
+            sr_cli_deprecated(prog, "--only", "use --kinds");
+            a->kinds = sr_cli_parse_kinds(prog, "--only", val);
+        } else if (VALUE("--probes"))
+            a->probes = parse_probes("--probes", val);
+        else if (VALUE("--layout"))
+            a->layout = sr_cli_parse_layout(prog, "--layout", val);
+        else
             bad_usage("unknown option %s", s);
 #undef FLAG
 #undef VALUE
     }
     if (a->npos == 0)
         bad_usage("no checkpoint given");
-    if (a->json && !*a->json)
-        bad_usage("--json needs a file name or -");
 }
 
 static void print_header(const args *a, const view *v, const sresid_report *r,
@@ -575,6 +569,9 @@ int main(int argc, char **argv)
             sr_cli_die(prog, what, st);
         }
     }
+    sr_cli_check_layout(prog, base, a.pos[0], a.layout);
+    if (trained)
+        sr_cli_check_layout(prog, trained, a.pos[1], a.layout);
 
     bar b = {.on = !a.no_progress && isatty(2), .width = 80};
     struct winsize ws;

@@ -10,7 +10,7 @@ set -f # the selection's glob goes to sr-amp, not to the shell
 AMP=${SR_AMP:-bin/sr-amp}
 # The pair's heads differ in shape (fc/weights [256,136] vs [256,7]) and its
 # tensors are all of kind "other": select the dense blocks' matrices.
-SEL="--kinds all --pattern dense* --matrix-layout out-last"
+SEL="--kinds all --pattern dense* --layout out-last"
 
 # run NAME ARGS...: run sr-amp, keep stdout, stderr and the exit status.
 run() { run_with "$AMP" "$@"; }
@@ -91,11 +91,11 @@ check "fit without -o says so" grep -q -- '-o' "$TMP/noout.err"
 check "no output file after usage errors" sh -c "[ ! -e '$TMP/x.safetensors' ] && [ ! -e '$TMP/x.json' ]"
 
 # ---- share ----
-run defkinds share --matrix-layout out-last "$BASE" "$TRAINED"
+run defkinds share --layout out-last "$BASE" "$TRAINED"
 check "default kinds on the conv nets: exit 1" rc_is defkinds 1
 check "... one line naming the file and --kinds" sh -c \
     "[ \$(wc -l <'$TMP/defkinds.err') -eq 1 ] && grep -qF -- '$BASE' '$TMP/defkinds.err' && grep -q -- '--kinds' '$TMP/defkinds.err'"
-run allkinds share --kinds all --matrix-layout out-last "$BASE" "$TRAINED"
+run allkinds share --kinds all --layout out-last "$BASE" "$TRAINED"
 check "--kinds all takes in fc/weights, which does not pair: exit 1" rc_is allkinds 1
 check "... one line naming fc/weights, the trained file and --pattern" sh -c \
     "[ \$(wc -l <'$TMP/allkinds.err') -eq 1 ] && grep -q 'fc/weights' '$TMP/allkinds.err' && grep -qF -- '$TRAINED' '$TMP/allkinds.err' && grep -q -- '--pattern' '$TMP/allkinds.err'"
@@ -104,7 +104,7 @@ for layout in diag core; do
     for per in "" --per-tensor; do
         tag="$layout${per:+ per tensor}"
         # shellcheck disable=SC2086
-        run "sj$layout$per" share $SEL --layout $layout $per --json - "$BASE" "$TRAINED"
+        run "sj$layout$per" share $SEL --score-layout $layout $per --json - "$BASE" "$TRAINED"
         J=$TMP/sj$layout$per.out
         check "share --json - ($tag) exits 0, nothing on stderr" sh -c \
             "[ \$(cat '$TMP/sj$layout$per.rc') -eq 0 ] && [ ! -s '$TMP/sj$layout$per.err' ]"
@@ -163,7 +163,7 @@ check "share (core) captures at least as much as diag" numpy_check \
 import json, sys
 a, b = (json.load(open(p)) for p in sys.argv[1:3])
 assert b["total"]["captured"] >= a["total"]["captured"] - 1e-9
-assert a["options"]["layout"] == "diag" and b["options"]["layout"] == "core"
+assert a["options"]["score_layout"] == "diag" and b["options"]["score_layout"] == "core"
 EOF
 
 # shellcheck disable=SC2086
@@ -252,7 +252,7 @@ check "... and leaves the base as it was" cmp -s "$BASE" "$TMP/base-copy.safeten
 run fitnodir fit $SEL -o "$TMP/no-such-dir/o.safetensors" "$BASE" "$TRAINED"
 check "fit to an unwritable path exits 1 with one line" sh -c \
     "[ \$(cat '$TMP/fitnodir.rc') -eq 1 ] && [ \$(wc -l <'$TMP/fitnodir.err') -eq 1 ]"
-run fitmis fit --kinds all --matrix-layout out-last -o "$TMP/mis.safetensors" "$BASE" "$TRAINED"
+run fitmis fit --kinds all --layout out-last -o "$TMP/mis.safetensors" "$BASE" "$TRAINED"
 check "fit on a pair that does not match exits 1 naming fc/weights" sh -c \
     "[ \$(cat '$TMP/fitmis.rc') -eq 1 ] && [ \$(wc -l <'$TMP/fitmis.err') -eq 1 ] && grep -q 'fc/weights' '$TMP/fitmis.err'"
 check "... and writes nothing" [ ! -e "$TMP/mis.safetensors" ]

@@ -35,7 +35,8 @@ check "--help exits 0" rc_is help 0
 check "--help prints usage on stdout" grep -q '^usage:' "$TMP/help.out"
 run noargs
 check "no arguments exits 2" rc_is noargs 2
-check "no arguments prints usage on stderr" grep -q 'usage:' "$TMP/noargs.err"
+check "no arguments: one line and (try sr-info --help) on stderr" sh -c \
+    "[ \$(wc -l <'$TMP/noargs.err') -eq 2 ] && grep -qx '(try sr-info --help)' '$TMP/noargs.err'"
 run badopt --frobnicate "$BASE"
 check "unknown option exits 2" rc_is badopt 2
 run badlayout --layout sideways "$BASE"
@@ -44,7 +45,7 @@ run three "$BASE" "$TRAINED" "$BASE"
 check "three checkpoints exit 2" rc_is three 2
 
 # ---- one checkpoint ----
-run one --json "$BASE"
+run one --json - "$BASE"
 check "one checkpoint --json exits 0" rc_is one 0
 check "one checkpoint lists 49 tensors" jpy "$TMP/one.out" 'len(d["tensors"]) == 49'
 check "tensor names are unique" jpy "$TMP/one.out" \
@@ -60,14 +61,14 @@ check "path and metadata are reported" jpy "$TMP/one.out" \
 run onetext "$BASE"
 check "one checkpoint as text exits 0" rc_is onetext 0
 check "text lists 49 tensors" [ "$(grep -cE '^(dense[0-3]|fc)/' "$TMP/onetext.out")" -eq 49 ]
-run outlast --json --layout out-last "$BASE"
+run outlast --json - --layout out-last "$BASE"
 check "--layout out-last: [1,1,256,256] is 256x256" jpy "$TMP/outlast.out" \
     'tensor("dense3/conv3/pointwise_filter")["matrix"] == [256, 256]'
 run verbose --verbose "$BASE"
 check "--verbose says which BLIS kernels" grep -q 'BLIS' "$TMP/verbose.err"
 
 # ---- base and fine-tune ----
-run pair --json "$BASE" "$TRAINED"
+run pair --json - "$BASE" "$TRAINED"
 P=$TMP/pair.out
 check "pair --json exits 0" rc_is pair 0
 check "47 paired tensors" jpy "$P" 'len(d["pairs"]) == 47'
@@ -98,7 +99,7 @@ run strict --strict "$BASE" "$TRAINED"
 check "--strict on a mismatched pair exits 1" rc_is strict 1
 check "--strict names fc/weights on stderr" grep -q 'fc/weights' "$TMP/strict.err"
 check "--strict prints one line on stderr" [ "$(wc -l <"$TMP/strict.err")" -eq 1 ]
-run self --strict --json "$BASE" "$BASE"
+run self --strict --json - "$BASE" "$BASE"
 check "a checkpoint against itself: 49 pairs, |R| = 0" jpy "$TMP/self.out" \
     'len(d["pairs"]) == 49 and d["total"]["norm_residual"] == 0 and d["unpaired"] == []'
 
@@ -128,7 +129,7 @@ broken() {
 broken cut-header "$TMP/cut-header.safetensors" "$TMP/cut-header.safetensors"
 broken cut-data "$TMP/cut-data.safetensors" "$TMP/cut-data.safetensors"
 broken huge-header "$TMP/huge-header.safetensors" "$TMP/huge-header.safetensors"
-broken not-json "$TMP/not-json.safetensors" --json "$TMP/not-json.safetensors"
+broken not-json "$TMP/not-json.safetensors" --json - "$TMP/not-json.safetensors"
 broken missing "$TMP/missing.safetensors" "$TMP/missing.safetensors"
 broken empty-dir "$TMP/no-checkpoints" "$TMP/no-checkpoints"
 broken bad-trained "$TMP/cut-data.safetensors" "$BASE" "$TMP/cut-data.safetensors"
@@ -148,7 +149,7 @@ else
     runp pnoargs
     check "sr-probe without arguments exits 2" rc_is pnoargs 2
     for bad_args in "--frobnicate" "--bins 0" "--bins x" "--k 2,,4" "--k 0" "--band 0" \
-        "--band 1.5" "--null-draws -1" "--seed -3" "--threads 0" "--only attention,bogus" \
+        "--band 1.5" "--null-draws -1" "--seed -3" "--threads 0" "--kinds attention,bogus" "--only attention,bogus" \
         "--probes pr,bogus" "--layout sideways"; do
         # shellcheck disable=SC2086
         runp pbad $bad_args "$BASE"

@@ -337,7 +337,7 @@ class TestGeneratedPair(TmpDirCase):
                 self.assertIsNone(t["pr"])
 
     def test_filters_model_and_big_seed(self):
-        doc = sr_probe("--only", "attention,mlp", "--seed", str(2 ** 64 - 1), "--probes",
+        doc = sr_probe("--kinds", "attention,mlp", "--seed", str(2 ** 64 - 1), "--probes",
                        "moments,correlation", self.base, self.trained)
         validate(self, doc)
         self.assertEqual(doc["options"]["seed"], str(2 ** 64 - 1))
