@@ -16,8 +16,8 @@ static const char *prog = "sr-info";
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: %s CHECKPOINT [--json] [--layout out-first|out-last] [--verbose]\n"
-            "       %s BASE TRAINED [--json] [--strict] [--layout ...] [--verbose]\n"
+            "usage: %s CHECKPOINT [--json] [--layout L] [--kind-rules FILE] [--verbose]\n"
+            "       %s BASE TRAINED [--json] [--strict] [--layout L] [--kind-rules FILE]\n"
             "\n"
             "One checkpoint: list its tensors (name, dtype, shape, matrix view, kind,\n"
             "layer, role, Frobenius norm) and its metadata.\n"
@@ -29,6 +29,9 @@ static void usage(FILE *f)
             "  --strict    fail if any tensor is one-sided or changes shape\n"
             "  --layout L  matrix view of rank >= 3 tensors: out-first (PyTorch,\n"
             "              default) or out-last (TF/Keras)\n"
+            "  --kind-rules FILE\n"
+            "              kind rules tried before the defaults: lines PATTERN KIND\n"
+            "              (docs/tools.md, Kind rules)\n"
             "  --verbose   say which BLIS kernels are used\n"
             "  --help      show this text\n"
             "\n"
@@ -117,9 +120,10 @@ static const char *dtype_str(sresid_dtype dtype)
 }
 
 /* One checkpoint: its tensors with their norms, and its metadata. */
-static void run_one(const char *path, int json, int32_t layout)
+static void run_one(const char *path, int json, int32_t layout, const char *rules)
 {
     sresid_model *m = sr_cli_open_model(prog, path, layout);
+    sr_cli_kind_rules(prog, rules, &m, 1);
     size_t n = sresid_model_tensor_count(m);
     sresid_tensor_info info;
 
@@ -285,10 +289,13 @@ static char *unpaired_reason(int32_t reason, const sresid_tensor_info *bi, int h
     }
 }
 
-static void run_pair(const char *bpath, const char *tpath, int json, int strict, int32_t layout)
+static void run_pair(const char *bpath, const char *tpath, int json, int strict, int32_t layout,
+                     const char *rules)
 {
     sresid_model *base = sr_cli_open_model(prog, bpath, layout);
     sresid_model *trained = sr_cli_open_model(prog, tpath, layout);
+    sresid_model *const models[2] = {base, trained};
+    sr_cli_kind_rules(prog, rules, models, 2);
     sresid_pair_opts po = { .size = sizeof po,
                             .flags = strict ? 0u : SRESID_PAIR_SKIP_MISMATCHED };
     sresid_residual *r = NULL;
@@ -402,7 +409,7 @@ int main(int argc, char **argv)
     prog = sr_cli_start(argc, argv, &verbose);
 
     int json = 0, strict = 0, npos = 0, options_done = 0;
-    const char *pos[2] = { NULL, NULL }, *layout_s = NULL;
+    const char *pos[2] = { NULL, NULL }, *layout_s = NULL, *rules = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (options_done || a[0] != '-' || a[1] == '\0') {
@@ -422,6 +429,8 @@ int main(int argc, char **argv)
             verbose = 1;
         } else {
             int rc = sr_cli_opt_value(argc, argv, &i, "--layout", &layout_s);
+            if (rc == 0)
+                rc = sr_cli_opt_value(argc, argv, &i, "--kind-rules", &rules);
             if (rc < 0)
                 bad_usage("%s needs a value", a);
             if (rc == 0)
@@ -442,9 +451,9 @@ int main(int argc, char **argv)
                 sresid_version_string(), sresid_blas_arch());
 
     if (npos == 1)
-        run_one(pos[0], json, layout);
+        run_one(pos[0], json, layout, rules);
     else
-        run_pair(pos[0], pos[1], json, strict, layout);
+        run_pair(pos[0], pos[1], json, strict, layout, rules);
 
     return sr_cli_finish(prog);
 }

@@ -10,8 +10,10 @@
  *   2. per tensor again: pooled histograms of its kind, its layer and "all"
  *      over the ranges pass 1 found (entropy needs [min, max] first), and
  *      the entropy baselines, one per distinct count;
- *   3. per pair of same-role tensors in adjacent layers (and first vs last
- *      layer): Pearson r.
+ *   3. per pair of same-role tensors in adjacent layers of one stack (and
+ *      its first vs last layer): Pearson r.
+ * A layer is (stack, index) (util.h, sresid__layer_role): an encoder's
+ * layer 0 is not its decoder's.
  * Group moments merge the tensors' states in tensor order and seeds come
  * from names, so the figures do not depend on the thread count or on
  * scheduling. */
