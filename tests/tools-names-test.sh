@@ -67,8 +67,8 @@ print(k[\"model.encoder.conv1.weight\"], k[\"model.decoder.layers.1.fc1.weight\"
     [ \"\$kinds\" = 'embedding mlp attention' ]"
 
 # ---- a rules file: comments, blanks, tabs, a trailing comment ----
-printf '# fc1 counted as attention, the stem as a norm\n\n*.fc1.*\tattention   # trailing\n  *conv1*  norm\n*fc1* mlp\n' \
-    >"$TMP/rules.txt"
+printf '%s\n' '# fc1 counted as attention, the stem as a norm' '' \
+    "*.fc1.*$(printf '\t')attention   # trailing" '  *conv1*  norm' '*fc1* mlp' >"$TMP/rules.txt"
 run_with "$INFO" irules --json --kind-rules "$TMP/rules.txt" "$EB"
 check "sr-info --kind-rules FILE exits 0" rc_is irules 0
 kinds_of irules >"$TMP/irules.kinds"
@@ -100,6 +100,7 @@ check "a file of comments only keeps the default kinds" cmp -s "$TMP/idef.out" "
 # ---- bad files ----
 # bad_file DESC FILE-CONTENT WANT-RC WANT-TEXT: sr-info on a rules file
 bad_file() {
+    # shellcheck disable=SC2059 # the content is a printf format on purpose
     printf "$2" >"$TMP/bad.txt"
     run_with "$INFO" ibad --kind-rules "$TMP/bad.txt" "$EB"
     check "$1: exit $3" rc_is ibad "$3"
@@ -115,7 +116,8 @@ bad_file "a NUL byte" '*x* mlp\n*y\000* mlp\n' 2 "bad.txt:2: the line holds a NU
 run_with "$INFO" imissing --kind-rules "$TMP/no-such-rules.txt" "$EB"
 check "a missing rules file: exit 1" rc_is imissing 1
 check "... with one line naming it" sh -c \
-    "[ \$(wc -l <'$TMP/imissing.err') -eq 1 ] && grep -qF 'no-such-rules.txt: cannot read the kind rules' '$TMP/imissing.err'"
+    "[ \$(wc -l <'$TMP/imissing.err') -eq 1 ] &&
+     grep -qF 'no-such-rules.txt: cannot read the kind rules' '$TMP/imissing.err'"
 run_with "$INFO" idir --kind-rules "$TMP" "$EB"
 check "a directory as the rules file: exit 1 with one line" sh -c \
     "[ \$(cat '$TMP/idir.rc') -eq 1 ] && [ \$(wc -l <'$TMP/idir.err') -eq 1 ]"
@@ -204,12 +206,13 @@ check "the tables name the stack of each layer" sh -c "
 import json, struct, sys
 import numpy as np
 rng = np.random.default_rng(3)
-for path, scale in ((sys.argv[1], 0), (sys.argv[2], 0.1)):
-    r2 = np.random.default_rng(3)
+base = [rng.standard_normal((8, 8)).astype("<f4") for _ in range(3)]
+trained = [b + np.float32(0.1) * rng.standard_normal((8, 8)).astype("<f4") for b in base]
+for path, arrs in ((sys.argv[1], base), (sys.argv[2], trained)):
     hdr, off, blobs = {}, 0, []
-    for l in range(3):
-        a = r2.standard_normal((8, 8)).astype("<f4") + np.float32(scale) * rng.standard_normal((8, 8)).astype("<f4")
-        hdr["model.layers.%d.mlp.up_proj.weight" % l] = {"dtype": "F32", "shape": [8, 8], "data_offsets": [off, off + a.nbytes]}
+    for l, a in enumerate(arrs):
+        hdr["model.layers.%d.mlp.up_proj.weight" % l] = {
+            "dtype": "F32", "shape": [8, 8], "data_offsets": [off, off + a.nbytes]}
         off += a.nbytes
         blobs.append(a.tobytes())
     h = json.dumps(hdr).encode()

@@ -166,7 +166,8 @@ sresid_status sresid__model_push(sresid_model *m, const char *name, sresid_dtype
     memset(t, 0, sizeof *t);
     t->name = dupstr(name);
     t->shape = ndim ? malloc((size_t)ndim * sizeof *shape) : NULL;
-    if (!t->name || (ndim && !t->shape) || !sresid__layer_role(name, &t->layer, &t->role, &t->stack)) {
+    if (!t->name || (ndim && !t->shape) ||
+        !sresid__layer_role(name, &t->layer, &t->role, &t->stack)) {
         free(t->name);
         free(t->shape);
         return sresid__fail(SRESID_ERR_NOMEM, "out of memory for tensor '%s'", name);
