@@ -317,6 +317,90 @@ int sr_cli_layout(const char *s, int32_t *layout)
     return 1;
 }
 
+/* The next run of bytes that are not blanks at *p, as [start, start + len);
+ * *p moves past it and the blanks after it. */
+static size_t next_field(char **p, char **start)
+{
+    char *s = *p;
+    *start = s;
+    size_t len = strcspn(s, " \t");
+    s += len;
+    s += strspn(s, " \t");
+    *p = s;
+    return len;
+}
+
+void sr_cli_kind_rules(const char *prog, const char *path, sresid_model *const *models,
+                       size_t n)
+{
+    if (!path)
+        return;
+    FILE *f = fopen(path, "r");
+    if (!f)
+        sr_cli_fatal(prog, "%s: cannot read the kind rules: %s", path, strerror(errno));
+    char **pats = NULL, *line = NULL;
+    int32_t *kinds = NULL;
+    size_t count = 0, cap = 0, line_cap = 0;
+    uint32_t flags = 0;
+    ssize_t got;
+    for (long no = 1; errno = 0, (got = getline(&line, &line_cap, f)) >= 0; no++) {
+        size_t len = (size_t)got;
+        if (strlen(line) != len)
+            sr_cli_bad_usage(prog, "%s:%ld: the line holds a NUL byte", path, no);
+        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+            line[--len] = '\0';
+        char *p = line + strspn(line, " \t"), *pat, *kind;
+        if (!*p || *p == '#')
+            continue;
+        size_t plen = next_field(&p, &pat), klen = next_field(&p, &kind);
+        if (*p && *p != '#')
+            sr_cli_bad_usage(prog, "%s:%ld: want PATTERN KIND, not '%s' (? matches a space)",
+                             path, no, line);
+        if (klen == 0 || *kind == '#') {
+            if (plen == strlen("no-defaults") && strncmp(pat, "no-defaults", plen) == 0) {
+                flags = SRESID_RULES_REPLACE;
+                continue;
+            }
+            sr_cli_bad_usage(prog, "%s:%ld: want PATTERN KIND, not '%s'", path, no, line);
+        }
+        int32_t k = sr_cli_kind_of(kind, klen);
+        if (k < 0)
+            sr_cli_bad_usage(prog, "%s:%ld: unknown kind '%.*s' (want attention, mlp, "
+                             "embedding, norm or other)", path, no, (int)klen, kind);
+        if (count == cap) {
+            cap = cap ? 2 * cap : 16;
+            char **np = realloc(pats, cap * sizeof *np);
+            int32_t *nk = np ? realloc(kinds, cap * sizeof *nk) : NULL;
+            if (np)
+                pats = np;
+            if (!np || !nk)
+                sr_cli_fatal(prog, "out of memory");
+            kinds = nk;
+        }
+        pats[count] = sr_cli_xmalloc(prog, plen + 1);
+        memcpy(pats[count], pat, plen);
+        pats[count][plen] = '\0';
+        kinds[count++] = k;
+    }
+    if (errno || ferror(f))
+        sr_cli_fatal(prog, "%s: cannot read the kind rules: %s", path,
+                     errno ? strerror(errno) : "read error");
+    fclose(f);
+    free(line);
+    for (size_t i = 0; i < n; i++) {
+        if (!models[i])
+            continue;
+        sresid_status st = sresid_model_set_kind_rules(models[i], (const char *const *)pats,
+                                                       kinds, count, flags);
+        if (st != SRESID_OK)
+            sr_cli_die(prog, path, st);
+    }
+    for (size_t i = 0; i < count; i++)
+        free(pats[i]);
+    free(pats);
+    free(kinds);
+}
+
 sresid_model *sr_cli_open_model(const char *prog, const char *path, int32_t layout)
 {
     sresid_model_opts o = {.size = sizeof o, .layout = layout};

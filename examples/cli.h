@@ -86,6 +86,15 @@ int32_t sr_cli_kind_of(const char *s, size_t len);
 /* 1 and *layout for "out-first" or "out-last" (SRESID_LAYOUT_*), else 0. */
 int sr_cli_layout(const char *s, int32_t *layout);
 
+/* --kind-rules FILE (docs/tools.md, "Kind rules"): lines "PATTERN KIND"
+ * (a glob as sresid_model_set_kind_rules takes, a kind name), blank lines
+ * and "#" comments, and the line "no-defaults" for SRESID_RULES_REPLACE;
+ * set on each of the n models (NULL entries skipped). path NULL: nothing.
+ * A file that cannot be read: one line, exit 1; a bad line: the usage error
+ * "FILE:LINE: ...", exit 2. */
+void sr_cli_kind_rules(const char *prog, const char *path, sresid_model *const *models,
+                       size_t n);
+
 /* sresid_model_open with the given matrix layout; sr_cli_die_open on failure. */
 sresid_model *sr_cli_open_model(const char *prog, const char *path, int32_t layout);
 

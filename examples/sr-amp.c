@@ -42,6 +42,8 @@ static void usage(FILE *f)
             "                     embedding, norm, other; or all (default attention,mlp)\n"
             "  --pattern GLOB     only tensors whose name matches (case-insensitive;\n"
             "                     * any run, ? one character)\n"
+            "  --kind-rules FILE  kind rules tried before the defaults: lines\n"
+            "                     PATTERN KIND (docs/tools.md)\n"
             "  --layout L         matrix view of rank >= 3 tensors: out-first (PyTorch,\n"
             "                     rows = shape[0]; default) or out-last (TF/Keras/TF.js\n"
             "                     [kh,kw,in,out], cols = shape[-1])\n"
@@ -119,7 +121,7 @@ typedef struct args {
     int npos;
     int32_t score_layout, rank, layout, threads;
     uint32_t kinds;
-    const char *pattern;
+    const char *pattern, *kind_rules;
     int per_tensor, verbose;
     /* share */
     double fractions[MAX_FRACTIONS];
@@ -191,6 +193,8 @@ static void parse_args(int argc, char **argv, args *a)
             a->rank = (int32_t)sr_cli_parse_int(prog, "--rank", val, 0, INT32_MAX);
         } else if (VALUE("--kinds")) {
             a->kinds = sr_cli_parse_kinds(prog, "--kinds", val);
+        } else if (VALUE("--kind-rules")) {
+            a->kind_rules = val;
         } else if (VALUE("--pattern")) {
             if (!*val)
                 bad_usage("--pattern needs a glob");
@@ -567,6 +571,7 @@ int main(int argc, char **argv)
         sresid_model *const models[2] = {base, trained};
         const char *const outs[2] = {a.output, a.json};
         sr_cli_guard_outputs(prog, models, a.pos, 2, outs, 2);
+        sr_cli_kind_rules(prog, a.kind_rules, models, 2);
     }
     sr_cli_check_layout(prog, base, a.pos[0], a.layout);
     if (a.cmd == CMD_SHARE)

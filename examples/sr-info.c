@@ -32,6 +32,9 @@ static void usage(FILE *f)
             "  --layout L     matrix view of rank >= 3 tensors: out-first (PyTorch,\n"
             "                 rows = shape[0]; default) or out-last (TF/Keras/TF.js\n"
             "                 [kh,kw,in,out], cols = shape[-1])\n"
+            "  --kind-rules FILE\n"
+            "                 kind rules tried before the defaults: lines PATTERN KIND\n"
+            "                 (docs/tools.md, Kind rules)\n"
             "  --verbose      say which BLIS kernels are used\n"
             "  --help         show this text\n"
             "Deprecated (until the next minor release, with a warning): --json with no\n"
@@ -436,7 +439,7 @@ int main(int argc, char **argv)
     prog = sr_cli_start(argc, argv, &verbose);
 
     int strict = 0, npos = 0, options_done = 0;
-    const char *pos[2] = { NULL, NULL }, *json = NULL;
+    const char *pos[2] = { NULL, NULL }, *json = NULL, *rules = NULL;
     int32_t layout = SRESID_LAYOUT_OUT_FIRST;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *val = NULL;
@@ -459,6 +462,8 @@ int main(int argc, char **argv)
             verbose = 1;
         } else if (sr_cli_value(prog, argc, argv, &i, "--layout", &val)) {
             layout = sr_cli_parse_layout(prog, "--layout", val);
+        } else if (sr_cli_value(prog, argc, argv, &i, "--kind-rules", &val)) {
+            rules = val;
         } else {
             bad_usage("unknown option %s", a);
         }
@@ -475,6 +480,7 @@ int main(int argc, char **argv)
     sresid_model *m[2] = { NULL, NULL };
     for (int k = 0; k < npos; k++)
         m[k] = sr_cli_open_model(prog, pos[k], layout);
+    sr_cli_kind_rules(prog, rules, m, (size_t)npos);
     const char *const outs[1] = { json };
     sr_cli_guard_outputs(prog, m, pos, (size_t)npos, outs, 1);
     if (npos == 1) {

@@ -42,6 +42,8 @@ static void usage(FILE *f)
             "  --threads N        threads (default: SRESID_NUM_THREADS, else all CPUs)\n"
             "  --kinds LIST       only these kinds, comma-separated from attention, mlp,\n"
             "                     embedding, norm, other; or all (default all)\n"
+            "  --kind-rules FILE  kind rules tried before the defaults: lines PATTERN KIND\n"
+            "                     (docs/tools.md)\n"
             "  --probes LIST      only these probes: moments,entropy,pr,lowfreq,kmeans,\n"
             "                     sparsity,correlation (default all)\n"
             "  --skip-mismatched  leave out tensors found on one side only or with\n"
@@ -311,6 +313,28 @@ static void print_pr(const view *v)
     sr_cli_table_print(&t);
 }
 
+/* The stack of layer_correlation entry i (what 1) or layer i (what 0). */
+static const char *stack_of(const view *v, int what, size_t i)
+{
+    const char *stack = NULL;
+    sresid_status st = what ? sresid_report_layer_correlation_stack(v->r, i, &stack)
+                            : sresid_report_layer_stack(v->r, i, &stack);
+    if (st)
+        sr_cli_die(prog, "report", st);
+    return stack;
+}
+
+/* Whether the layers come from more than one stack (an encoder and a
+ * decoder): the tables then name the stack of each row. */
+static int many_stacks(const view *v)
+{
+    size_t nl = sresid_report_layer_count(v->r);
+    for (size_t i = 1; i < nl; i++)
+        if (strcmp(stack_of(v, 0, i), stack_of(v, 0, 0)) != 0)
+            return 1;
+    return 0;
+}
+
 static void print_correlation(const view *v, uint32_t probes)
 {
     printf("\n3. Adjacent-layer correlation (Pearson r of same-role residuals)\n");
@@ -324,24 +348,33 @@ static void print_correlation(const view *v, uint32_t probes)
         return;
     }
     if (nc == 0) {
-        printf("  only one layer\n");
+        printf("  only one layer%s\n", many_stacks(v) ? " per stack" : "");
         return;
     }
-    sr_cli_table t = {.ncols = 4, .right = "llrr", .indent = "  ", .prog = prog};
-    sr_cli_table_row(&t, xfmt("layers"), xfmt("%s", ""), xfmt("roles"), xfmt("mean r"));
+    int stacks = many_stacks(v);
+    sr_cli_table t = {.ncols = 4 + (size_t)stacks, .right = stacks ? "lllrr" : "llrr",
+                      .indent = "  ", .prog = prog};
+    const char *head[5] = {"stack", "layers", "", "roles", "mean r"};
+    for (int c = !stacks; c < 5; c++)
+        sr_cli_table_put(&t, xfmt("%s", head[c]));
     double lo = INFINITY, hi = -INFINITY;
     for (size_t i = 0; i < nc; i++) {
         sresid_correlation_report c = {.size = sizeof c};
         sresid_status st = sresid_report_layer_correlation(v->r, i, &c);
         if (st)
             sr_cli_die(prog, "report", st);
-        int last = i + 1 == nc;
+        /* each stack's run of entries ends with its first vs last */
+        int last = i + 1 == nc || strcmp(stack_of(v, 1, i), stack_of(v, 1, i + 1)) != 0;
         if (!last && isfinite(c.r)) {
             lo = c.r < lo ? c.r : lo;
             hi = c.r > hi ? c.r : hi;
         }
-        sr_cli_table_row(&t, xfmt("%d-%d", (int)c.layer_a, (int)c.layer_b),
-                  xfmt("%s", last ? "first vs last" : ""), count_str(c.pairs), fig(c.r, 4));
+        if (stacks)
+            sr_cli_table_put(&t, xfmt("%s", stack_of(v, 1, i)));
+        sr_cli_table_put(&t, xfmt("%d-%d", (int)c.layer_a, (int)c.layer_b));
+        sr_cli_table_put(&t, xfmt("%s", last ? "first vs last" : ""));
+        sr_cli_table_put(&t, count_str(c.pairs));
+        sr_cli_table_put(&t, fig(c.r, 4));
     }
     sr_cli_table_print(&t);
     if (isfinite(lo))
@@ -356,17 +389,27 @@ static void print_layers(const view *v)
         printf("  no layer indices in tensor names\n");
         return;
     }
-    sr_cli_table t = {.ncols = 7, .right = "rrrrrrr", .indent = "  ", .prog = prog};
-    sr_cli_table_row(&t, xfmt("layer"), xfmt("tensors"), xfmt("values"), xfmt("kurtosis"),
-              xfmt("entropy bits"), xfmt("random bits"), xfmt("ratio"));
+    int stacks = many_stacks(v);
+    sr_cli_table t = {.ncols = 7 + (size_t)stacks, .right = stacks ? "lrrrrrrr" : "rrrrrrr",
+                      .indent = "  ", .prog = prog};
+    const char *head[8] = {"stack", "layer", "tensors", "values", "kurtosis", "entropy bits",
+                           "random bits", "ratio"};
+    for (int c = !stacks; c < 8; c++)
+        sr_cli_table_put(&t, xfmt("%s", head[c]));
     for (size_t i = 0; i < nl; i++) {
         sresid_layer_report l = {.size = sizeof l};
         sresid_status st = sresid_report_layer(v->r, i, &l);
         if (st)
             sr_cli_die(prog, "report", st);
-        sr_cli_table_row(&t, xfmt("%d", (int)l.layer), count_str(l.tensors), count_str(l.count),
-                  fig(l.kurtosis, 2), fig(l.entropy_bits, 2), fig(l.entropy_random_bits, 2),
-                  pct(l.entropy_bits / l.entropy_random_bits, 0));
+        if (stacks)
+            sr_cli_table_put(&t, xfmt("%s", stack_of(v, 0, i)));
+        sr_cli_table_put(&t, xfmt("%d", (int)l.layer));
+        sr_cli_table_put(&t, count_str(l.tensors));
+        sr_cli_table_put(&t, count_str(l.count));
+        sr_cli_table_put(&t, fig(l.kurtosis, 2));
+        sr_cli_table_put(&t, fig(l.entropy_bits, 2));
+        sr_cli_table_put(&t, fig(l.entropy_random_bits, 2));
+        sr_cli_table_put(&t, pct(l.entropy_bits / l.entropy_random_bits, 0));
     }
     sr_cli_table_print(&t);
 }
@@ -429,7 +472,7 @@ static void print_tensors(const view *v)
 typedef struct args {
     const char *pos[2];
     int npos;
-    const char *json;
+    const char *json, *kind_rules;
     int32_t bins;
     int32_t ks[64];
     size_t nks;
@@ -490,7 +533,9 @@ static void parse_args(int argc, char **argv, args *a)
         else if (VALUE("--only")) {
             sr_cli_deprecated(prog, "--only", "use --kinds");
             a->kinds = sr_cli_parse_kinds(prog, "--only", val);
-        } else if (VALUE("--probes"))
+        } else if (VALUE("--kind-rules"))
+            a->kind_rules = val;
+        else if (VALUE("--probes"))
             a->probes = parse_probes("--probes", val);
         else if (VALUE("--layout"))
             a->layout = sr_cli_parse_layout(prog, "--layout", val);
@@ -558,6 +603,7 @@ int main(int argc, char **argv)
         sresid_model *const models[2] = {base, trained};
         const char *const outs[1] = {a.json};
         sr_cli_guard_outputs(prog, models, a.pos, (size_t)a.npos, outs, 1);
+        sr_cli_kind_rules(prog, a.kind_rules, models, 2);
     }
     sresid_residual *res = NULL;
     if (trained) {

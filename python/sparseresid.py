@@ -266,6 +266,7 @@ _PROTOTYPES = {
                                               c_size_t, c_uint32]),
     "sresid_model_set_layout": (c_int32, [c_void_p, c_int32]),
     "sresid_model_uses_file": (c_int32, [c_void_p, c_char_p, POINTER(c_int32)]),
+    "sresid_model_tensor_stack": (c_int32, [c_void_p, c_size_t, POINTER(c_char_p)]),
     # residual.h
     "sresid_residual_create": (c_int32, [c_void_p, c_void_p, POINTER(_PairOpts),
                                          POINTER(c_void_p)]),
@@ -337,6 +338,11 @@ _REPORT_PROTOTYPES = {
     "sresid_report_layer_correlation_count": (c_size_t, [c_void_p]),
     "sresid_report_layer_correlation": (c_int32, [c_void_p, c_size_t,
                                                   POINTER(_CorrelationReport)]),
+    "sresid_report_tensor_stack": (c_int32, [c_void_p, c_size_t, POINTER(c_char_p)]),
+    "sresid_report_layer_stack": (c_int32, [c_void_p, c_size_t, POINTER(c_char_p)]),
+    "sresid_report_pair_stack": (c_int32, [c_void_p, c_size_t, POINTER(c_char_p)]),
+    "sresid_report_layer_correlation_stack": (c_int32, [c_void_p, c_size_t,
+                                                        POINTER(c_char_p)]),
     "sresid_report_json": (c_int32, [c_void_p, c_uint32, POINTER(c_void_p)]),
     "sresid_report_save_json": (c_int32, [c_void_p, c_uint32, c_char_p]),
     "sresid_free": (None, [c_void_p]),
@@ -837,11 +843,15 @@ class Model(_Handle):
 
     def info(self, key):
         """Facts about one tensor (by index or name) as a dict."""
-        t = self._info(key)
+        idx = self.index(key)
+        t = self._info(idx)
         shape = tuple(int(t.shape[d]) for d in range(t.ndim)) if t.ndim else ()
+        stack = c_char_p()
+        _check(_lib.sresid_model_tensor_stack(self._handle(), idx, byref(stack)))
         return {
             "name": _str(t.name),
             "role": _str(t.role),
+            "stack": _str(stack.value),
             "dtype": dtype_name(t.dtype),
             "shape": shape,
             "numel": int(t.numel),
@@ -1503,10 +1513,17 @@ class Report(_Handle):
                                                              else v)
         return d
 
+    def _stack(self, fn, i):
+        out = c_char_p()
+        _check(fn(self._handle(), int(i), byref(out)))
+        return _str(out.value)
+
     def tensor(self, i):
         st = _sized(_TensorReport)
         _check(_lib.sresid_report_tensor(self._handle(), int(i), byref(st)))
-        return self._dict(st)
+        d = self._dict(st)
+        d["stack"] = self._stack(_lib.sresid_report_tensor_stack, i)
+        return d
 
     def group(self, group=GROUP_ALL):
         if isinstance(group, str):
@@ -1520,18 +1537,24 @@ class Report(_Handle):
         for i in range(_lib.sresid_report_layer_count(self._handle())):
             st = _sized(_LayerReport)
             _check(_lib.sresid_report_layer(self._handle(), i, byref(st)))
-            out.append(self._dict(st))
+            d = self._dict(st)
+            d["stack"] = self._stack(_lib.sresid_report_layer_stack, i)
+            out.append(d)
         return out
 
     def layer_correlation(self, per_role=False):
         count = _lib.sresid_report_pair_count if per_role else \
             _lib.sresid_report_layer_correlation_count
         get = _lib.sresid_report_pair if per_role else _lib.sresid_report_layer_correlation
+        stack = _lib.sresid_report_pair_stack if per_role else \
+            _lib.sresid_report_layer_correlation_stack
         out = []
         for i in range(count(self._handle())):
             st = _sized(_CorrelationReport)
             _check(get(self._handle(), i, byref(st)))
-            out.append(self._dict(st))
+            d = self._dict(st)
+            d["stack"] = self._stack(stack, i)
+            out.append(d)
         return out
 
     def kmeans(self, i):

@@ -53,6 +53,8 @@ static void add_spec(fixture *f, const char *name, int32_t ndim, int64_t r, int6
     s->layer = layer;
 }
 
+static void fixture_build(fixture *f, uint64_t seed);
+
 /* Heavy-tailed attention (sparse spikes), Gaussian MLP, small norms; the
  * q_proj residual of layer L+1 is 0.6 x layer L's plus noise. */
 static void fixture_make(fixture *f, uint64_t seed)
@@ -74,7 +76,13 @@ static void fixture_make(fixture *f, uint64_t seed)
     }
     add_spec(f, "model.norm.weight", 1, D, 0, SRESID_KIND_NORM, -1);
     add_spec(f, "lm_head.weight", 2, 32, D, SRESID_KIND_OTHER, -1);
+    fixture_build(f, seed);
+}
 
+/* The models and residual of f's specs; each q_proj residual is 0.6 x the
+ * previous q_proj's (in spec order) plus noise. */
+static void fixture_build(fixture *f, uint64_t seed)
+{
     ck_assert_ok(sresid_model_create(NULL, &f->mb));
     ck_assert_ok(sresid_model_create(NULL, &f->mt));
     float *prev_q = NULL;
@@ -503,6 +511,188 @@ START_TEST(layers_and_correlation)
 }
 END_TEST
 
+/* An encoder-decoder (Whisper and BART naming): the encoder's and the
+ * decoder's layers are distinct layers (stack, index), and only tensors of
+ * one stack are correlated. Layers come by stack name, so the decoder's
+ * first. */
+START_TEST(stacks_are_distinct_layers)
+{
+    static const char *const enc = "model.encoder.layers", *const dec = "model.decoder.layers";
+    fixture f;
+    memset(&f, 0, sizeof f);
+    char nm[80];
+    add_spec(&f, "model.encoder.conv1.weight", 2, D, 3 * 4, SRESID_KIND_EMBEDDING, -1);
+    for (int l = 0; l < 3; l++) {
+        snprintf(nm, sizeof nm, "%s.%d.self_attn.q_proj.weight", enc, l);
+        add_spec(&f, nm, 2, D, D, SRESID_KIND_ATTENTION, l);
+        snprintf(nm, sizeof nm, "%s.%d.fc1.weight", enc, l);
+        add_spec(&f, nm, 2, 2 * D, D, SRESID_KIND_MLP, l);
+    }
+    for (int l = 0; l < 2; l++) {
+        snprintf(nm, sizeof nm, "%s.%d.self_attn.q_proj.weight", dec, l);
+        add_spec(&f, nm, 2, D, D, SRESID_KIND_ATTENTION, l);
+        snprintf(nm, sizeof nm, "%s.%d.fc1.weight", dec, l);
+        add_spec(&f, nm, 2, 2 * D, D, SRESID_KIND_MLP, l);
+    }
+    fixture_build(&f, 21);
+
+    /* the model's stacks */
+    size_t idx;
+    const char *stack = NULL;
+    ck_assert_ok(sresid_model_find(f.mb, "model.decoder.layers.1.fc1.weight", &idx));
+    ck_assert_ok(sresid_model_tensor_stack(f.mb, idx, &stack));
+    ck_assert_str_eq(stack, dec);
+    ck_assert_ok(sresid_model_tensor_stack(f.mb, 0, &stack));
+    ck_assert_str_eq(stack, ""); /* the conv stem has no layer */
+    ck_assert_status(sresid_model_tensor_stack(f.mb, f.n, &stack), SRESID_ERR_INVALID_ARG);
+    ck_assert_status(sresid_model_tensor_stack(NULL, 0, &stack), SRESID_ERR_INVALID_ARG);
+    ck_assert_status(sresid_model_tensor_stack(f.mb, 0, NULL), SRESID_ERR_INVALID_ARG);
+
+    sresid_report_opts o = opts_default();
+    o.bins = 29;
+    sresid_report *r = NULL;
+    ck_assert_ok(sresid_report_residual(f.res, &o, &r));
+
+    /* five layers: decoder 0, 1, then encoder 0, 1, 2; two tensors each */
+    static const struct {
+        const char *stack;
+        int32_t layer;
+    } want_layers[] = {{"model.decoder.layers", 0}, {"model.decoder.layers", 1},
+                       {"model.encoder.layers", 0}, {"model.encoder.layers", 1},
+                       {"model.encoder.layers", 2}};
+    ck_assert_uint_eq(sresid_report_layer_count(r), 5);
+    for (size_t i = 0; i < 5; i++) {
+        bool sel[MAXT] = {false};
+        size_t len = strlen(want_layers[i].stack);
+        for (size_t k = 0; k < f.n; k++)
+            sel[k] = f.spec[k].layer == want_layers[i].layer &&
+                     strncmp(f.spec[k].name, want_layers[i].stack, len) == 0;
+        refm m = ref_moments(&f, sel);
+        sresid_layer_report lr = {.size = sizeof lr};
+        ck_assert_ok(sresid_report_layer(r, i, &lr));
+        ck_assert_ok(sresid_report_layer_stack(r, i, &stack));
+        ck_assert_str_eq(stack, want_layers[i].stack);
+        ck_assert_int_eq(lr.layer, want_layers[i].layer);
+        ck_assert_uint_eq(lr.tensors, 2);
+        ck_assert_uint_eq(lr.count, m.count);
+        ck_rel(lr.kurtosis, m.kurt, 1e-10);
+        ck_assert_double_eq_tol(lr.entropy_bits,
+                                ref_entropy(&f, sel, 29, (double)m.min, (double)m.max), 1e-12);
+    }
+    ck_assert_status(sresid_report_layer_stack(r, 5, &stack), SRESID_ERR_INVALID_ARG);
+
+    /* tensors carry their stack */
+    ck_assert_ok(sresid_report_tensor_stack(r, 0, &stack));
+    ck_assert_str_eq(stack, "");
+    tensor_of(r, "model.encoder.layers.2.fc1.weight", &idx);
+    ck_assert_ok(sresid_report_tensor_stack(r, idx, &stack));
+    ck_assert_str_eq(stack, enc);
+
+    /* per role, adjacent layers of one stack only: decoder 0-1 (q, fc1),
+     * encoder 0-1 and 1-2 (q, fc1) */
+    static const struct {
+        const char *stack, *a, *b;
+    } want_pairs[] = {
+        {"model.decoder.layers", "model.decoder.layers.0.self_attn.q_proj.weight",
+         "model.decoder.layers.1.self_attn.q_proj.weight"},
+        {"model.decoder.layers", "model.decoder.layers.0.fc1.weight",
+         "model.decoder.layers.1.fc1.weight"},
+        {"model.encoder.layers", "model.encoder.layers.0.self_attn.q_proj.weight",
+         "model.encoder.layers.1.self_attn.q_proj.weight"},
+        {"model.encoder.layers", "model.encoder.layers.0.fc1.weight",
+         "model.encoder.layers.1.fc1.weight"},
+        {"model.encoder.layers", "model.encoder.layers.1.self_attn.q_proj.weight",
+         "model.encoder.layers.2.self_attn.q_proj.weight"},
+        {"model.encoder.layers", "model.encoder.layers.1.fc1.weight",
+         "model.encoder.layers.2.fc1.weight"},
+    };
+    double rp[6];
+    ck_assert_uint_eq(sresid_report_pair_count(r), 6);
+    for (size_t i = 0; i < 6; i++) {
+        size_t a = spec_index(&f, want_pairs[i].a), b = spec_index(&f, want_pairs[i].b);
+        rp[i] = ref_pearson(f.resid[a], f.resid[b], numel_of(&f.spec[a]));
+        sresid_correlation_report c = {.size = sizeof c};
+        ck_assert_ok(sresid_report_pair(r, i, &c));
+        ck_assert_ok(sresid_report_pair_stack(r, i, &stack));
+        ck_assert_str_eq(stack, want_pairs[i].stack);
+        ck_assert_int_eq(c.layer_a, f.spec[a].layer);
+        ck_assert_int_eq(c.layer_b, f.spec[b].layer);
+        ck_assert_double_eq_tol(c.r, rp[i], 1e-9);
+    }
+    ck_assert_status(sresid_report_pair_stack(r, 6, &stack), SRESID_ERR_INVALID_ARG);
+
+    /* per stack: its adjacent pairs, then first vs last (with two layers,
+     * the adjacent pair again) */
+    double enc_fl = 0;
+    for (int k = 0; k < 2; k++) {
+        static const char *const first[2] = {"model.encoder.layers.0.self_attn.q_proj.weight",
+                                             "model.encoder.layers.0.fc1.weight"};
+        static const char *const last[2] = {"model.encoder.layers.2.self_attn.q_proj.weight",
+                                            "model.encoder.layers.2.fc1.weight"};
+        size_t a = spec_index(&f, first[k]), b = spec_index(&f, last[k]);
+        enc_fl += ref_pearson(f.resid[a], f.resid[b], numel_of(&f.spec[a]));
+    }
+    static const struct {
+        const char *stack;
+        int32_t a, b;
+        bool first_last;
+    } want_lc[] = {{"model.decoder.layers", 0, 1, false}, {"model.decoder.layers", 0, 1, true},
+                   {"model.encoder.layers", 0, 1, false}, {"model.encoder.layers", 1, 2, false},
+                   {"model.encoder.layers", 0, 2, true}};
+    const double want_r[5] = {(rp[0] + rp[1]) / 2, (rp[0] + rp[1]) / 2, (rp[2] + rp[3]) / 2,
+                              (rp[4] + rp[5]) / 2, enc_fl / 2};
+    ck_assert_uint_eq(sresid_report_layer_correlation_count(r), 5);
+    for (size_t i = 0; i < 5; i++) {
+        sresid_correlation_report c = {.size = sizeof c};
+        ck_assert_ok(sresid_report_layer_correlation(r, i, &c));
+        ck_assert_ok(sresid_report_layer_correlation_stack(r, i, &stack));
+        ck_assert_str_eq(stack, want_lc[i].stack);
+        ck_assert_ptr_null(c.role);
+        ck_assert_int_eq(c.layer_a, want_lc[i].a);
+        ck_assert_int_eq(c.layer_b, want_lc[i].b);
+        ck_assert_uint_eq(c.pairs, 2);
+        ck_assert_double_eq_tol(c.r, want_r[i], 1e-9);
+    }
+    ck_assert_status(sresid_report_layer_correlation_stack(r, 5, &stack),
+                     SRESID_ERR_INVALID_ARG);
+    ck_assert_status(sresid_report_layer_correlation_stack(NULL, 0, &stack),
+                     SRESID_ERR_INVALID_ARG);
+    ck_assert_status(sresid_report_tensor_stack(r, 0, NULL), SRESID_ERR_INVALID_ARG);
+
+    /* the JSON: "stack" on tensors (null without a layer), layers and both
+     * correlation arrays; first_last ends each stack's run */
+    char *js = NULL;
+    ck_assert_ok(sresid_report_json(r, 0, &js));
+    json_error_t err;
+    json_t *root = json_loads(js, JSON_REJECT_DUPLICATES, &err);
+    ck_assert_msg(root != NULL, "JSON does not parse: %s", err.text);
+    json_t *tens = json_object_get(root, "tensors");
+    ck_assert(json_is_null(json_object_get(json_array_get(tens, 0), "stack")));
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(tens, 1), "stack")), enc);
+    json_t *layers = json_object_get(root, "layers");
+    ck_assert_uint_eq(json_array_size(layers), 5);
+    for (size_t i = 0; i < 5; i++) {
+        json_t *l = json_array_get(layers, i);
+        ck_assert_str_eq(json_string_value(json_object_get(l, "stack")), want_layers[i].stack);
+        ck_assert_int_eq(json_integer_value(json_object_get(l, "layer")), want_layers[i].layer);
+    }
+    json_t *lc = json_object_get(root, "layer_correlation");
+    ck_assert_uint_eq(json_array_size(lc), 5);
+    for (size_t i = 0; i < 5; i++) {
+        json_t *e = json_array_get(lc, i);
+        ck_assert_str_eq(json_string_value(json_object_get(e, "stack")), want_lc[i].stack);
+        ck_assert(json_is_true(json_object_get(e, "first_last")) == want_lc[i].first_last);
+    }
+    json_t *pairs = json_object_get(root, "correlation_pairs");
+    ck_assert_uint_eq(json_array_size(pairs), 6);
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(pairs, 5), "stack")), enc);
+    json_decref(root);
+    sresid_free(js);
+    sresid_report_free(r);
+    fixture_free(&f);
+}
+END_TEST
+
 START_TEST(kinds_filter_and_probe_mask)
 {
     fixture f;
@@ -824,7 +1014,7 @@ START_TEST(json_document)
     ck_assert(json_integer_value(json_object_get(o, "threads")) >= 1);
 
     static const char *const tkeys[] = {
-        "name", "role", "kind", "layer", "shape", "rows", "cols", "is_matrix", "count",
+        "name", "role", "kind", "stack", "layer", "shape", "rows", "cols", "is_matrix", "count",
         "nonfinite", "mean", "variance", "skewness", "kurtosis", "min", "max", "entropy_bits",
         "entropy_random_bits", "entropy_ratio", "pr", "pr_normalized", "lowfreq_ratio", "kmeans",
         "sparsity", "null", NULL};
@@ -836,10 +1026,13 @@ START_TEST(json_document)
         require_keys(t, tkeys, "a tensor");
         const tspec *s = &f.spec[spec_index(&f, json_string_value(json_object_get(t, "name")))];
         ck_assert_str_eq(json_string_value(json_object_get(t, "kind")), sresid_kind_name(s->kind));
-        if (s->layer < 0)
+        if (s->layer < 0) {
             ck_assert(json_is_null(json_object_get(t, "layer")));
-        else
+            ck_assert(json_is_null(json_object_get(t, "stack")));
+        } else {
             ck_assert_int_eq(json_integer_value(json_object_get(t, "layer")), s->layer);
+            ck_assert_str_eq(json_string_value(json_object_get(t, "stack")), "model.layers");
+        }
         json_t *shape = json_object_get(t, "shape");
         ck_assert_uint_eq(json_array_size(shape), (size_t)s->ndim);
         ck_assert_int_eq(json_integer_value(json_array_get(shape, 0)), s->shape[0]);
@@ -882,16 +1075,19 @@ START_TEST(json_document)
 
     json_t *layers = json_object_get(root, "layers");
     ck_assert_uint_eq(json_array_size(layers), LAYERS);
-    static const char *const lkeys[] = {"layer", "kurtosis", "entropy_bits", NULL};
+    static const char *const lkeys[] = {"stack", "layer", "kurtosis", "entropy_bits", NULL};
     json_array_foreach(layers, i, t) {
         require_keys(t, lkeys, "a layer");
+        ck_assert_str_eq(json_string_value(json_object_get(t, "stack")), "model.layers");
         ck_assert_int_eq(json_integer_value(json_object_get(t, "layer")), (json_int_t)i);
     }
     json_t *lc = json_object_get(root, "layer_correlation");
     ck_assert_uint_eq(json_array_size(lc), LAYERS);
-    static const char *const ckeys[] = {"layer_a", "layer_b", "r", "pairs", "first_last", NULL};
+    static const char *const ckeys[] = {"stack", "layer_a", "layer_b", "r", "pairs",
+                                        "first_last", NULL};
     json_array_foreach(lc, i, t) {
         require_keys(t, ckeys, "a layer correlation");
+        ck_assert_str_eq(json_string_value(json_object_get(t, "stack")), "model.layers");
         ck_assert(json_is_true(json_object_get(t, "first_last")) == (i + 1 == LAYERS));
     }
     ck_assert_uint_eq(json_array_size(json_object_get(root, "correlation_pairs")),
@@ -1159,6 +1355,7 @@ Suite *suite_report(void)
     tcase_add_test(tc, per_tensor_figures);
     tcase_add_test(tc, groups_pool_the_concatenation);
     tcase_add_test(tc, layers_and_correlation);
+    tcase_add_test(tc, stacks_are_distinct_layers);
     tcase_add_test(tc, kinds_filter_and_probe_mask);
     tcase_add_test(tc, nonfinite_counted_or_fatal);
     tcase_add_test(tc, progress_and_threads);

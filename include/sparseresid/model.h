@@ -93,7 +93,8 @@ typedef struct sresid_tensor_info {
     sresid_dtype dtype;
     int32_t ndim;
     int32_t kind;         /* SRESID_KIND_* */
-    int32_t layer;        /* layer index, or -1 */
+    int32_t layer;        /* layer index, or -1; the layer is (stack, layer), see
+                             sresid_model_tensor_stack */
 } sresid_tensor_info;
 
 /* Name of a dtype ("F32", "BF16", ...) or NULL if unknown. */
@@ -138,6 +139,16 @@ SRESID_API sresid_status sresid_model_find(const sresid_model *model, const char
  * Errors: INVALID_ARG (NULL, size too small, index out of range). */
 SRESID_API sresid_status sresid_model_tensor_info(const sresid_model *model, size_t index,
                                                   sresid_tensor_info *info);
+
+/* Since 1.1. The stack of tensor index: its name before the layer number,
+ * without the separator ("model.decoder.layers" for
+ * "model.decoder.layers.3.fc1.weight"), so that a layer is (stack, layer)
+ * and the encoder's layer 0 is not the decoder's. "" when the name has no
+ * layer number (layer -1) or starts with it. *stack is borrowed from the
+ * model, valid until it is freed. Thread-safe on a const model.
+ * Errors: INVALID_ARG (NULL, index out of range). */
+SRESID_API sresid_status sresid_model_tensor_stack(const sresid_model *model, size_t index,
+                                                   const char **stack);
 
 /* Read a floating-point tensor as float32 into dst, which holds count >=
  * numel floats. Conversions are exact where float32 can hold the value

@@ -30,7 +30,7 @@ typedef struct sresid_report sresid_report;
 /* Called from the calling thread after each unit of work: done runs 1, 2,
  * ..., total, and total is fixed for the run. The units: each tensor once
  * for its probes, once more for the pooled histograms (entropy probe on),
- * then each pair of same-role tensors correlated. name is the tensor just
+ * then each pair of same-stack, same-role tensors correlated. name is the tensor just
  * finished (for a pair, the one in the later layer). */
 typedef void (*sresid_progress_fn)(void *user, size_t done, size_t total, const char *name);
 
@@ -121,9 +121,11 @@ typedef struct sresid_group_report {
     uint64_t matrices;       /* tensors contributing to mean_pr */
 } sresid_group_report;
 
+/* A layer is (stack, index): see sresid_model_tensor_stack and
+ * sresid_report_layer_stack. */
 typedef struct sresid_layer_report {
     size_t size;
-    int32_t layer;
+    int32_t layer;           /* the index within its stack */
     int32_t reserved;
     uint64_t tensors;
     uint64_t count;
@@ -132,10 +134,11 @@ typedef struct sresid_layer_report {
     double entropy_random_bits;
 } sresid_layer_report;
 
-/* Correlation between the residuals of same-role tensors in two layers:
- * per role (role != NULL, pairs = 1), or the mean over roles for a layer pair
- * (role == NULL, pairs = roles averaged: those with a same-shape tensor in
- * both layers and a defined r; r is NaN when pairs is 0). */
+/* Correlation between the residuals of same-role tensors in two layers of
+ * one stack: per role (role != NULL, pairs = 1), or the mean over roles for
+ * a layer pair (role == NULL, pairs = roles averaged: those with a
+ * same-shape tensor in both layers and a defined r; r is NaN when pairs is
+ * 0). Tensors of different stacks are never paired. */
 typedef struct sresid_correlation_report {
     size_t size;
     const char *role;
@@ -157,19 +160,36 @@ SRESID_API sresid_status sresid_report_tensor_kmeans(const sresid_report *report
 SRESID_API sresid_status sresid_report_group(const sresid_report *report, int32_t group,
                                              sresid_group_report *out);
 SRESID_API size_t sresid_report_layer_count(const sresid_report *report);
+/* Layers are ordered by stack (byte order of its name), then index; one
+ * stack (Llama, GPT-2, BERT): by index. */
 SRESID_API sresid_status sresid_report_layer(const sresid_report *report, size_t i,
                                              sresid_layer_report *out);
-/* Per-role pairs of adjacent layers, ordered by layer, then tensor order. */
+/* Per-role pairs of adjacent layers of a stack, ordered by layer (stack,
+ * then index), then tensor order. */
 SRESID_API size_t sresid_report_pair_count(const sresid_report *report);
 SRESID_API sresid_status sresid_report_pair(const sresid_report *report, size_t i,
                                             sresid_correlation_report *out);
-/* Means per pair of adjacent layers of the report (its distinct layer
- * indices in order), then first vs last layer as the final entry: as many
- * entries as layers when there are at least two and the correlation probe is
- * on, else none. */
+/* Per stack of at least two layers (in layer order): the means per pair of
+ * its adjacent layers, then its first vs last layer as its final entry, so
+ * as many entries as the stack has layers; none with the correlation probe
+ * off. With one stack: as many entries as layers when there are at least
+ * two, the last being first vs last. */
 SRESID_API size_t sresid_report_layer_correlation_count(const sresid_report *report);
 SRESID_API sresid_status sresid_report_layer_correlation(const sresid_report *report, size_t i,
                                                          sresid_correlation_report *out);
+
+/* Since 1.1: the stack (sresid_model_tensor_stack) of tensor i, of layer i,
+ * of per-role pair i, of layer_correlation entry i. *stack is borrowed from
+ * the report; "" for a tensor without a layer. Thread-safe.
+ * Errors: INVALID_ARG (NULL, index out of range). */
+SRESID_API sresid_status sresid_report_tensor_stack(const sresid_report *report, size_t i,
+                                                    const char **stack);
+SRESID_API sresid_status sresid_report_layer_stack(const sresid_report *report, size_t i,
+                                                   const char **stack);
+SRESID_API sresid_status sresid_report_pair_stack(const sresid_report *report, size_t i,
+                                                  const char **stack);
+SRESID_API sresid_status sresid_report_layer_correlation_stack(const sresid_report *report,
+                                                               size_t i, const char **stack);
 
 /* sresid_report_json flags */
 #define SRESID_JSON_INDENT 0x1u /* two-space indentation instead of compact */

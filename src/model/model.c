@@ -166,7 +166,8 @@ sresid_status sresid__model_push(sresid_model *m, const char *name, sresid_dtype
     memset(t, 0, sizeof *t);
     t->name = dupstr(name);
     t->shape = ndim ? malloc((size_t)ndim * sizeof *shape) : NULL;
-    if (!t->name || (ndim && !t->shape) || !sresid__layer_role(name, &t->layer, &t->role)) {
+    if (!t->name || (ndim && !t->shape) ||
+        !sresid__layer_role(name, &t->layer, &t->role, &t->stack)) {
         free(t->name);
         free(t->shape);
         return sresid__fail(SRESID_ERR_NOMEM, "out of memory for tensor '%s'", name);
@@ -300,6 +301,18 @@ sresid_status sresid_model_tensor_info(const sresid_model *m, size_t index,
     sresid__matrix_view(t, m->layout, &v.rows, &v.cols);
     /* fill only what the caller's struct covers */
     memcpy(info, &v, info->size < sizeof v ? info->size : sizeof v);
+    return SRESID_OK;
+}
+
+sresid_status sresid_model_tensor_stack(const sresid_model *m, size_t index, const char **stack)
+{
+    const sresid__tensor *t = NULL;
+    sresid_status st = get_tensor(m, index, "sresid_model_tensor_stack", &t);
+    if (st)
+        return st;
+    if (!stack)
+        return sresid__fail(SRESID_ERR_INVALID_ARG, "sresid_model_tensor_stack: stack is NULL");
+    *stack = t->stack;
     return SRESID_OK;
 }
 

@@ -20,7 +20,8 @@ typedef struct sresid__file {
 
 typedef struct sresid__tensor {
     char *name;
-    char *role;
+    char *role;                /* also holds the stack (util.h, sresid__layer_role) */
+    const char *stack;         /* inside role's allocation */
     int64_t *shape;            /* ndim entries, NULL if ndim == 0 */
     int32_t ndim;
     sresid_dtype dtype;

@@ -146,7 +146,7 @@ sresid_status sresid_report_pair(const sresid_report *r, size_t i, sresid_correl
                                     "sresid_report_pair");
     if (st)
         return st;
-    copy_out(out, &r->pairs[i], sizeof r->pairs[i]);
+    copy_out(out, &r->pairs[i].c, sizeof r->pairs[i].c);
     return SRESID_OK;
 }
 
@@ -162,11 +162,67 @@ sresid_status sresid_report_layer_correlation(const sresid_report *r, size_t i,
                                     "sresid_report_layer_correlation");
     if (st)
         return st;
-    copy_out(out, &r->lcorr[i], sizeof r->lcorr[i]);
+    copy_out(out, &r->lcorr[i].c, sizeof r->lcorr[i].c);
     return SRESID_OK;
 }
 
+/* ---- stacks (since 1.1) ---- */
+
+/* The checks of the stack accessors: a report, an index below n, an out. */
+static sresid_status check_stack(const sresid_report *r, size_t i, size_t n, const char *noun,
+                                 const char **stack, const char *fn)
+{
+    if (!r || !stack)
+        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: NULL argument", fn);
+    if (i >= n)
+        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: index %zu out of range (%zu %s)", fn, i,
+                            n, noun);
+    return SRESID_OK;
+}
+
+sresid_status sresid_report_tensor_stack(const sresid_report *r, size_t i, const char **stack)
+{
+    sresid_status st = check_stack(r, i, r ? r->nt : 0, "tensors", stack,
+                                   "sresid_report_tensor_stack");
+    if (!st)
+        *stack = r->t[i].stack;
+    return st;
+}
+
+sresid_status sresid_report_layer_stack(const sresid_report *r, size_t i, const char **stack)
+{
+    sresid_status st = check_stack(r, i, r ? r->nlayers : 0, "layers", stack,
+                                   "sresid_report_layer_stack");
+    if (!st)
+        *stack = r->layers[i].stack;
+    return st;
+}
+
+sresid_status sresid_report_pair_stack(const sresid_report *r, size_t i, const char **stack)
+{
+    sresid_status st = check_stack(r, i, r ? r->npairs : 0, "pairs", stack,
+                                   "sresid_report_pair_stack");
+    if (!st)
+        *stack = r->pairs[i].stack;
+    return st;
+}
+
+sresid_status sresid_report_layer_correlation_stack(const sresid_report *r, size_t i,
+                                                    const char **stack)
+{
+    sresid_status st = check_stack(r, i, r ? r->nlcorr : 0, "entries", stack,
+                                   "sresid_report_layer_correlation_stack");
+    if (!st)
+        *stack = r->lcorr[i].stack;
+    return st;
+}
+
 /* ---- for json.c ---- */
+
+bool sresid__report_first_last(const sresid_report *r, size_t i)
+{
+    return i < r->nlcorr && r->lcorr[i].first_last;
+}
 
 int32_t sresid__report_source(const sresid_report *r)
 {

@@ -74,6 +74,14 @@ static json_t *layer_num(int32_t layer)
     return layer < 0 ? json_null() : json_integer(layer);
 }
 
+/* The stack of a layered thing, null when there is no layer. */
+static json_t *stack_str(jb *b, sresid_status st, const char *stack, bool layered)
+{
+    if (st != SRESID_OK)
+        b->ok = false;
+    return layered && st == SRESID_OK ? json_string(stack) : json_null();
+}
+
 static json_t *kind_str(int32_t kind)
 {
     const char *k = sresid_kind_name(kind);
@@ -152,7 +160,10 @@ static json_t *tensor_json(jb *b, const sresid_report *r, size_t i)
     bool matrix = t.is_matrix != 0;
     put(b, j, "name", json_string(t.name));
     put(b, j, "role", json_string(t.role));
+    const char *stack = NULL;
+    sresid_status sst = sresid_report_tensor_stack(r, i, &stack);
     put(b, j, "kind", kind_str(t.kind));
+    put(b, j, "stack", stack_str(b, sst, stack, t.layer >= 0));
     put(b, j, "layer", layer_num(t.layer));
     put(b, j, "shape", sh);
     put(b, j, "rows", json_integer(t.rows));
@@ -293,7 +304,10 @@ static json_t *layer_json(jb *b, const sresid_report *r, size_t i)
         b->ok = false;
         return NULL;
     }
+    const char *stack = NULL;
+    sresid_status sst = sresid_report_layer_stack(r, i, &stack);
     json_t *j = chk(b, json_object());
+    put(b, j, "stack", stack_str(b, sst, stack, true));
     put(b, j, "layer", json_integer(l.layer));
     put(b, j, "tensors", unum(l.tensors));
     put(b, j, "count", unum(l.count));
@@ -353,12 +367,15 @@ static json_t *report_to_json(const sresid_report *r)
             b.ok = false;
             break;
         }
+        const char *stack = NULL;
+        sresid_status sst = sresid_report_layer_correlation_stack(r, i, &stack);
         json_t *e = chk(&b, json_object());
+        put(&b, e, "stack", stack_str(&b, sst, stack, true));
         put(&b, e, "layer_a", json_integer(c.layer_a));
         put(&b, e, "layer_b", json_integer(c.layer_b));
         put(&b, e, "r", num(c.r));
         put(&b, e, "pairs", unum(c.pairs));
-        put(&b, e, "first_last", json_boolean(i + 1 == nc));
+        put(&b, e, "first_last", json_boolean(sresid__report_first_last(r, i)));
         push(&b, lc, e);
     }
     put(&b, root, "layer_correlation", lc);
@@ -371,7 +388,10 @@ static json_t *report_to_json(const sresid_report *r)
             b.ok = false;
             break;
         }
+        const char *stack = NULL;
+        sresid_status sst = sresid_report_pair_stack(r, i, &stack);
         json_t *e = chk(&b, json_object());
+        put(&b, e, "stack", stack_str(&b, sst, stack, true));
         put(&b, e, "role", json_string(c.role));
         put(&b, e, "layer_a", json_integer(c.layer_a));
         put(&b, e, "layer_b", json_integer(c.layer_b));

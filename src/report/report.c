@@ -10,8 +10,10 @@
  *   2. per tensor again: pooled histograms of its kind, its layer and "all"
  *      over the ranges pass 1 found (entropy needs [min, max] first), and
  *      the entropy baselines, one per distinct count;
- *   3. per pair of same-role tensors in adjacent layers (and first vs last
- *      layer): Pearson r.
+ *   3. per pair of same-role tensors in adjacent layers of one stack (and
+ *      its first vs last layer): Pearson r.
+ * A layer is (stack, index) (util.h, sresid__layer_role): an encoder's
+ * layer 0 is not its decoder's.
  * Group moments merge the tensors' states in tensor order and seeds come
  * from names, so the figures do not depend on the thread count or on
  * scheduling. */
@@ -486,6 +488,7 @@ void sresid_report_free(sresid_report *r)
     for (size_t i = 0; i < r->nt; i++) {
         free(r->t[i].name);
         free(r->t[i].role);
+        free(r->t[i].stack);
         free(r->t[i].shape);
         free(r->t[i].km);
     }
@@ -512,12 +515,14 @@ static sresid_status add_skipped(sresid_report *r, size_t cap, const char *name,
 }
 
 /* Append a tensor to the report from its model facts. */
-static sresid_status add_tensor(sresid_report *r, const sresid_tensor_info *info, size_t src)
+static sresid_status add_tensor(sresid_report *r, const sresid_tensor_info *info,
+                                const char *stack, size_t src)
 {
     sresid__rtensor *t = &r->t[r->nt];
     memset(t, 0, sizeof *t);
     t->name = strdup(info->name);
     t->role = strdup(info->role);
+    t->stack = strdup(stack);
     t->shape = malloc((info->ndim ? (size_t)info->ndim : 1) * sizeof *t->shape);
     /* A view with a single row or column (a 1x1 convolution read out-first,
      * say) has no matrix structure to probe. */
@@ -525,9 +530,10 @@ static sresid_status add_tensor(sresid_report *r, const sresid_tensor_info *info
     bool kmeans = matrix && (r->o.probes & SRESID_PROBE_KMEANS);
     if (kmeans)
         t->km = calloc(r->o.nks, sizeof *t->km);
-    if (!t->name || !t->role || !t->shape || (kmeans && !t->km)) {
+    if (!t->name || !t->role || !t->stack || !t->shape || (kmeans && !t->km)) {
         free(t->name);
         free(t->role);
+        free(t->stack);
         free(t->shape);
         free(t->km);
         return nomem();
@@ -562,11 +568,13 @@ static bool kind_wanted(const sresid_report *r, int32_t kind)
     return kind >= 0 && kind < SRESID_KIND_COUNT && (r->o.kinds & (1u << kind));
 }
 
-static sresid_status tensor_facts(const sresid_model *m, size_t i, sresid_tensor_info *info)
+static sresid_status tensor_facts(const sresid_model *m, size_t i, sresid_tensor_info *info,
+                                  const char **stack)
 {
     memset(info, 0, sizeof *info);
     info->size = sizeof *info;
-    return sresid_model_tensor_info(m, i, info);
+    sresid_status st = sresid_model_tensor_info(m, i, info);
+    return st ? st : sresid_model_tensor_stack(m, i, stack);
 }
 
 static sresid_status collect_residual(sresid_report *r, const sresid_residual *res)
@@ -587,12 +595,13 @@ static sresid_status collect_residual(sresid_report *r, const sresid_residual *r
             return sresid__fail(SRESID_ERR_INVALID_ARG,
                                 "report: the residual's base model is not reachable");
         sresid_tensor_info info;
-        st = tensor_facts(base, bi, &info);
+        const char *stack = NULL;
+        st = tensor_facts(base, bi, &info, &stack);
         if (st)
             return st;
         if (!kind_wanted(r, info.kind))
             continue;
-        st = add_tensor(r, &info, i);
+        st = add_tensor(r, &info, stack, i);
         if (st)
             return st;
     }
@@ -625,7 +634,8 @@ static sresid_status collect_model(sresid_report *r, const sresid_model *m)
     r->layout = m->layout;
     for (size_t i = 0; i < n; i++) {
         sresid_tensor_info info;
-        sresid_status st = tensor_facts(m, i, &info);
+        const char *stack = NULL;
+        sresid_status st = tensor_facts(m, i, &info, &stack);
         if (st)
             return st;
         if (!sresid_dtype_is_float(info.dtype)) {
@@ -636,64 +646,88 @@ static sresid_status collect_model(sresid_report *r, const sresid_model *m)
         }
         if (!kind_wanted(r, info.kind))
             continue;
-        st = add_tensor(r, &info, i);
+        st = add_tensor(r, &info, stack, i);
         if (st)
             return st;
     }
     return SRESID_OK;
 }
 
-static int cmp_i32(const void *a, const void *b)
+/* Layers sort by stack (bytes), then index. */
+static int cmp_stack_layer(const sresid__rtensor *x, const sresid__rtensor *y)
 {
-    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-    return (x > y) - (x < y);
+    int c = strcmp(x->stack, y->stack);
+    if (c)
+        return c;
+    return (x->fig.layer > y->fig.layer) - (x->fig.layer < y->fig.layer);
 }
 
-/* The distinct layer indices, sorted, and each tensor's slot among them. */
-static sresid_status find_layers(sresid_report *r)
+static int cmp_tensor_layer(const void *a, const void *b, void *ctx)
 {
-    int32_t *ls = malloc((r->nt ? r->nt : 1) * sizeof *ls);
-    if (!ls)
+    const sresid__rtensor *t = ctx;
+    return cmp_stack_layer(&t[*(const size_t *)a], &t[*(const size_t *)b]);
+}
+
+/* The distinct layers (stack, index), sorted, each tensor's slot among them,
+ * each stack's range of slots, and where each layer's correlation entries
+ * go: *nentries gets their number (a stack of n >= 2 layers has n). */
+static sresid_status find_layers(sresid_report *r, size_t *nentries)
+{
+    size_t *idx = malloc((r->nt ? r->nt : 1) * sizeof *idx), n = 0;
+    r->layers = calloc(r->nt ? r->nt : 1, sizeof *r->layers);
+    if (!idx || !r->layers) {
+        free(idx);
         return nomem();
-    size_t n = 0;
+    }
     for (size_t i = 0; i < r->nt; i++)
         if (r->t[i].fig.layer >= 0)
-            ls[n++] = r->t[i].fig.layer;
-    qsort(ls, n, sizeof *ls, cmp_i32);
+            idx[n++] = i;
+    qsort_r(idx, n, sizeof *idx, cmp_tensor_layer, r->t);
     size_t d = 0;
-    for (size_t i = 0; i < n; i++)
-        if (d == 0 || ls[d - 1] != ls[i])
-            ls[d++] = ls[i];
-    r->layers = calloc(d ? d : 1, sizeof *r->layers);
-    if (!r->layers) {
-        free(ls);
-        return nomem();
+    for (size_t i = 0; i < n; i++) {
+        sresid__rtensor *t = &r->t[idx[i]];
+        if (i == 0 || cmp_stack_layer(&r->t[idx[i - 1]], t) != 0) {
+            sresid__rlayer *l = &r->layers[d++];
+            l->stack = t->stack;
+            l->layer = t->fig.layer;
+            group_init(&l->g);
+        }
+        t->layer_slot = d - 1;
     }
+    free(idx);
     r->nlayers = d;
-    for (size_t i = 0; i < d; i++) {
-        r->layers[i].layer = ls[i];
-        group_init(&r->layers[i].g);
+    size_t e = 0;
+    for (size_t f = 0, end; f < d; f = end) {
+        for (end = f + 1; end < d && strcmp(r->layers[end].stack, r->layers[f].stack) == 0;)
+            end++;
+        for (size_t s = f; s < end; s++) {
+            r->layers[s].first = f;
+            r->layers[s].end = end;
+            r->layers[s].lc = e + (s - f);
+        }
+        if (end - f >= 2)
+            e += end - f;
     }
-    for (size_t i = 0; i < r->nt; i++) {
-        int32_t l = r->t[i].fig.layer;
-        if (l < 0)
-            continue;
-        const int32_t *hit = bsearch(&l, ls, d, sizeof *ls, cmp_i32);
-        r->t[i].layer_slot = (size_t)(hit - ls);
-    }
-    free(ls);
+    *nentries = e;
     return SRESID_OK;
 }
 
-/* Sorting tensors by (role, layer) puts each role's layers side by side. */
+/* Sorting tensors by (stack, role, layer) puts each role's layers side by side. */
 static int cmp_role_layer(const void *a, const void *b, void *ctx)
 {
     const sresid__rtensor *t = ctx;
     const sresid__rtensor *x = &t[*(const size_t *)a], *y = &t[*(const size_t *)b];
-    int c = strcmp(x->role, y->role);
+    int c = strcmp(x->stack, y->stack);
+    if (!c)
+        c = strcmp(x->role, y->role);
     if (c)
         return c;
     return (x->fig.layer > y->fig.layer) - (x->fig.layer < y->fig.layer);
+}
+
+static bool same_role(const sresid__rtensor *a, const sresid__rtensor *b)
+{
+    return strcmp(a->stack, b->stack) == 0 && strcmp(a->role, b->role) == 0;
 }
 
 static bool same_shape(const sresid__rtensor *a, const sresid__rtensor *b)
@@ -710,20 +744,19 @@ static int cmp_cjob(const void *pa, const void *pb, void *ctx)
 {
     const sresid__rtensor *t = ctx;
     const cjob *a = pa, *b = pb;
-    int32_t la = t[a->a].fig.layer, lb = t[b->a].fig.layer;
+    size_t la = t[a->a].layer_slot, lb = t[b->a].layer_slot;
     if (la != lb)
         return (la > lb) - (la < lb);
     return (a->a > b->a) - (a->a < b->a);
 }
 
-/* Correlation jobs: per role, each pair of adjacent report layers it has in
- * the same shape; then, for three layers or more, first vs last layer (with
- * two layers that is the adjacent pair itself). */
+/* Correlation jobs, within each stack: per role, each pair of adjacent
+ * layers it has in the same shape; then, for stacks of three layers or
+ * more, first vs last layer (with two layers that is the adjacent pair
+ * itself). Tensors of different stacks are never paired. */
 static sresid_status plan_correlation(run *u)
 {
     sresid_report *r = u->r;
-    if (!probe_on(u, SRESID_PROBE_CORRELATION) || r->nlayers < 2)
-        return SRESID_OK;
     size_t *idx = malloc(r->nt * sizeof *idx), n = 0;
     u->cj = malloc(2 * r->nt * sizeof *u->cj);
     if (!idx || !u->cj) {
@@ -736,62 +769,69 @@ static sresid_status plan_correlation(run *u)
     qsort_r(idx, n, sizeof *idx, cmp_role_layer, r->t);
     for (size_t i = 0; i + 1 < n; i++) {
         const sresid__rtensor *a = &r->t[idx[i]], *b = &r->t[idx[i + 1]];
-        if (strcmp(a->role, b->role) == 0 && b->layer_slot == a->layer_slot + 1 &&
-            same_shape(a, b))
+        if (same_role(a, b) && b->layer_slot == a->layer_slot + 1 && same_shape(a, b))
             u->cj[u->ncj++] = (cjob){idx[i], idx[i + 1], NAN};
     }
     qsort_r(u->cj, u->ncj, sizeof *u->cj, cmp_cjob, r->t);
     u->nadjacent = u->ncj;
-    if (r->nlayers > 2) {
-        size_t last = r->nlayers - 1;
-        for (size_t i = 0; i < n;) {
-            size_t e = i + 1;
-            while (e < n && strcmp(r->t[idx[e]].role, r->t[idx[i]].role) == 0)
-                e++;
-            const sresid__rtensor *a = &r->t[idx[i]], *b = &r->t[idx[e - 1]];
-            if (a->layer_slot == 0 && b->layer_slot == last && same_shape(a, b))
-                u->cj[u->ncj++] = (cjob){idx[i], idx[e - 1], NAN};
-            i = e;
-        }
+    for (size_t i = 0; i < n;) {
+        size_t e = i + 1;
+        while (e < n && same_role(&r->t[idx[e]], &r->t[idx[i]]))
+            e++;
+        const sresid__rtensor *a = &r->t[idx[i]], *b = &r->t[idx[e - 1]];
+        const sresid__rlayer *la = &r->layers[a->layer_slot];
+        if (la->end - la->first > 2 && a->layer_slot == la->first &&
+            b->layer_slot == la->end - 1 && same_shape(a, b))
+            u->cj[u->ncj++] = (cjob){idx[i], idx[e - 1], NAN};
+        i = e;
     }
     free(idx);
     return SRESID_OK;
 }
 
-/* Per-role entries, then one entry per adjacent pair of report layers and a
- * final first-vs-last entry: nlayers entries in all, whatever pairs exist
- * (r NaN and pairs 0 where no role has a same-shape tensor in both). */
-static sresid_status finish_correlation(run *u)
+/* Per-role entries, then per stack of two layers or more one entry per
+ * adjacent pair of its layers and a final first-vs-last entry: as many
+ * entries as the stack has layers, whatever pairs exist (r NaN and pairs 0
+ * where no role has a same-shape tensor in both). */
+static sresid_status finish_correlation(run *u, size_t nentries)
 {
     sresid_report *r = u->r;
-    size_t nl = r->nlayers;
     r->pairs = calloc(u->nadjacent ? u->nadjacent : 1, sizeof *r->pairs);
-    r->lcorr = calloc(nl, sizeof *r->lcorr);
+    r->lcorr = calloc(nentries ? nentries : 1, sizeof *r->lcorr);
     if (!r->pairs || !r->lcorr)
         return nomem();
-    for (size_t i = 0; i < nl; i++) /* r holds the sum until the division below */
-        r->lcorr[i] = (sresid_correlation_report){
-            .size = sizeof *r->lcorr, .layer_a = r->layers[i + 1 < nl ? i : 0].layer,
-            .layer_b = r->layers[i + 1 < nl ? i + 1 : nl - 1].layer};
+    for (size_t s = 0; s < r->nlayers; s++) { /* r holds the sum until the division below */
+        const sresid__rlayer *l = &r->layers[s];
+        if (l->end - l->first < 2)
+            continue;
+        bool last = s + 1 == l->end;
+        r->lcorr[l->lc] = (sresid__rcorr){
+            .c = {.size = sizeof r->lcorr[0].c, .layer_a = r->layers[last ? l->first : s].layer,
+                  .layer_b = r->layers[last ? s : s + 1].layer},
+            .stack = l->stack, .first_last = last};
+    }
     for (size_t j = 0; j < u->ncj; j++) {
         const cjob *c = &u->cj[j];
         const sresid__rtensor *a = &r->t[c->a], *b = &r->t[c->b];
+        const sresid__rlayer *la = &r->layers[a->layer_slot];
         bool adjacent = j < u->nadjacent;
         if (adjacent)
-            r->pairs[r->npairs++] = (sresid_correlation_report){
-                .size = sizeof *r->pairs, .role = a->role, .layer_a = a->fig.layer,
-                .layer_b = b->fig.layer, .r = c->r, .pairs = 1};
+            r->pairs[r->npairs++] = (sresid__rcorr){
+                .c = {.size = sizeof r->pairs[0].c, .role = a->role, .layer_a = a->fig.layer,
+                      .layer_b = b->fig.layer, .r = c->r, .pairs = 1},
+                .stack = a->stack};
         /* with two layers the adjacent pairs are also first vs last */
-        size_t slot = adjacent ? a->layer_slot : nl - 1;
-        for (int k = 0; k < (adjacent && nl == 2 ? 2 : 1); k++, slot = nl - 1)
+        size_t fl = r->layers[la->end - 1].lc;
+        size_t e = adjacent ? la->lc : fl;
+        for (int k = 0; k < (adjacent && la->end - la->first == 2 ? 2 : 1); k++, e = fl)
             if (isfinite(c->r)) { /* a constant residual has no r: left out */
-                r->lcorr[slot].r += c->r;
-                r->lcorr[slot].pairs++;
+                r->lcorr[e].c.r += c->r;
+                r->lcorr[e].c.pairs++;
             }
     }
-    for (size_t i = 0; i < nl; i++)
-        r->lcorr[i].r = r->lcorr[i].pairs ? r->lcorr[i].r / (double)r->lcorr[i].pairs : NAN;
-    r->nlcorr = nl;
+    for (size_t i = 0; i < nentries; i++)
+        r->lcorr[i].c.r = r->lcorr[i].c.pairs ? r->lcorr[i].c.r / (double)r->lcorr[i].c.pairs : NAN;
+    r->nlcorr = nentries;
     return SRESID_OK;
 }
 
@@ -941,7 +981,8 @@ static void run_free(run *u)
 static sresid_status build(run *u)
 {
     sresid_report *r = u->r;
-    sresid_status st = find_layers(r);
+    size_t nentries = 0;
+    sresid_status st = find_layers(r, &nentries);
     if (st)
         return st;
     for (size_t i = 0; i < r->nt; i++) {
@@ -951,7 +992,7 @@ static sresid_status build(run *u)
         if ((size_t)r->t[i].numel > u->cap)
             u->cap = (size_t)r->t[i].numel;
     }
-    bool corr = probe_on(u, SRESID_PROBE_CORRELATION) && r->nlayers >= 2;
+    bool corr = probe_on(u, SRESID_PROBE_CORRELATION) && nentries > 0;
     if (corr) {
         st = plan_correlation(u);
         if (st)
@@ -1005,7 +1046,7 @@ static sresid_status build(run *u)
     if (corr) {
         st = run_pass(u, PASS_CORR, u->ncj, u->nalloc);
         if (!st)
-            st = finish_correlation(u);
+            st = finish_correlation(u, nentries);
     }
     return st;
 }

@@ -15,6 +15,7 @@
 typedef struct sresid__rtensor {
     sresid_tensor_report fig; /* name and role point at the strings below */
     char *name, *role;
+    char *stack;              /* the name before its layer number (util.h) */
     int64_t *shape;
     int64_t numel;
     size_t src;               /* pair index (residual) or tensor index (model) */
@@ -31,10 +32,23 @@ typedef struct sresid__rgroup {
     double bits, random_bits;
 } sresid__rgroup;
 
+/* A layer is (stack, index): layers are sorted by stack, then index, so a
+ * stack's layers are the slots [first, end). */
 typedef struct sresid__rlayer {
+    const char *stack; /* a tensor's stack string */
     int32_t layer;
+    size_t first, end;
+    size_t lc;         /* layer_correlation entry of the pair (this, next), or
+                          for the stack's last layer its first-vs-last entry */
     sresid__rgroup g;
 } sresid__rlayer;
+
+/* A correlation entry with what its public struct has no room for. */
+typedef struct sresid__rcorr {
+    sresid_correlation_report c;
+    const char *stack;
+    bool first_last;
+} sresid__rcorr;
 
 typedef struct sresid__rskipped {
     char *name;
@@ -51,7 +65,7 @@ struct sresid_report {
     sresid__rgroup groups[NGROUPS];
     sresid__rlayer *layers;
     size_t nlayers;
-    sresid_correlation_report *pairs, *lcorr;
+    sresid__rcorr *pairs, *lcorr;
     size_t npairs, nlcorr;
     sresid__rskipped *skip;
     size_t nskip;
@@ -65,6 +79,7 @@ int32_t sresid__report_layout(const sresid_report *r);
 const sresid_report_opts *sresid__report_opts(const sresid_report *r);
 const int64_t *sresid__report_shape(const sresid_report *r, size_t i);
 bool sresid__report_stats(const sresid_report *r, int what, size_t i, sresid_moment_stats *out);
+bool sresid__report_first_last(const sresid_report *r, size_t i);
 size_t sresid__report_skipped(const sresid_report *r, size_t i, const char **name,
                               const char **why);
 

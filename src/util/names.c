@@ -1,4 +1,4 @@
-/* Tensor names: glob matching, kind rules, layer index and role. */
+/* Tensor names: glob matching, kind rules, layer index, stack and role. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,18 +30,25 @@
 //   wpe.*                 embedding  GPT-2 position embedding
 //   *.wpe.*               embedding  transformer.wpe
 //   shared.weight         embedding  T5 shared embedding
-//   *.shared.weight       embedding  T5 under a prefix
+//   *.shared.weight       embedding  T5 under a prefix, BART model.shared
+//   *encoder.conv?.*      embedding  Whisper's convolutional stem conv1/conv2,
+//                                    the audio counterpart of ViT's
+//                                    patch_embeddings.projection
 //   *attn*                attention  self_attn, attn.c_attn, encoder_attn
 //   *attention*           attention  attention.wq, attention.query_key_value,
 //                                    attention.dense, attention.self.query,
-//                                    SelfAttention, EncDecAttention,
-//                                    relative_attention_bias
+//                                    attention.attention.query (ViT),
+//                                    attention.q_lin (DistilBERT),
+//                                    self_attention (Falcon), SelfAttention,
+//                                    EncDecAttention, relative_attention_bias
 //   *.q_proj.*            attention  projections outside an *attn* module
 //   *.k_proj.*            attention
 //   *.v_proj.*            attention
 //   *.o_proj.*            attention
 //   *mlp*                 mlp        mlp.gate_proj/up_proj/down_proj, mlp.c_fc,
-//                                    mlp.dense_h_to_4h, mlp.fc1
+//                                    mlp.dense_h_to_4h, mlp.fc1, Phi-3
+//                                    mlp.gate_up_proj, Qwen1 mlp.w1/w2/c_proj
+//   *.ffn.*               mlp        DistilBERT ffn.lin1/lin2
 //   *feed_forward*        mlp        Mistral feed_forward.w1/w2/w3
 //   *block_sparse_moe*    mlp        Mixtral experts and router
 //   *.experts.*           mlp        other mixture-of-experts layouts
@@ -78,6 +85,7 @@ static const struct {
     {"*.wpe.*", SRESID_KIND_EMBEDDING},
     {"shared.weight", SRESID_KIND_EMBEDDING},
     {"*.shared.weight", SRESID_KIND_EMBEDDING},
+    {"*encoder.conv?.*", SRESID_KIND_EMBEDDING},
 
     {"*attn*", SRESID_KIND_ATTENTION},
     {"*attention*", SRESID_KIND_ATTENTION},
@@ -87,6 +95,7 @@ static const struct {
     {"*.o_proj.*", SRESID_KIND_ATTENTION},
 
     {"*mlp*", SRESID_KIND_MLP},
+    {"*.ffn.*", SRESID_KIND_MLP},
     {"*feed_forward*", SRESID_KIND_MLP},
     {"*block_sparse_moe*", SRESID_KIND_MLP},
     {"*.experts.*", SRESID_KIND_MLP},
@@ -176,10 +185,35 @@ static int64_t parse_index(const char *s, size_t len)
     return v;
 }
 
+/* role and stack in one allocation, "role\0stack\0": freeing the role frees
+ * both. The stack is name[0..stack_len), the role
+ * name[0..start) + "{L}" + name[end..] (or the name itself when start ==
+ * SIZE_MAX). */
+static char *role_and_stack(const char *name, size_t len, size_t start, size_t end,
+                            size_t stack_len)
+{
+    size_t role_len = start == SIZE_MAX ? len : start + 3 + (len - end);
+    char *r = malloc(role_len + 1 + stack_len + 1);
+    if (!r)
+        return NULL;
+    if (start == SIZE_MAX) {
+        memcpy(r, name, len);
+    } else {
+        memcpy(r, name, start);
+        memcpy(r + start, "{L}", 3);
+        memcpy(r + start + 3, name + end, len - end);
+    }
+    r[role_len] = '\0';
+    memcpy(r + role_len + 1, name, stack_len);
+    r[role_len + 1 + stack_len] = '\0';
+    return r;
+}
+
 /* The layer is the first '.'- or '/'-separated component that is all digits
  * and fits in int32; a longer all-digit component is skipped, and the search
- * goes on. */
-bool sresid__layer_role(const char *name, int32_t *layer, char **role)
+ * goes on. Everything before it, less the separator, is the stack, so that
+ * the encoder's and the decoder's layer 3 are two layers. */
+bool sresid__layer_role(const char *name, int32_t *layer, char **role, const char **stack)
 {
     size_t len = strlen(name);
     size_t start = 0;
@@ -188,25 +222,21 @@ bool sresid__layer_role(const char *name, int32_t *layer, char **role)
             continue;
         int64_t v = parse_index(name + start, i - start);
         if (v >= 0) {
-            /* name[0..start) + "{L}" + name[i..len] */
-            size_t out_len = start + 3 + (len - i);
-            char *r = malloc(out_len + 1);
+            char *r = role_and_stack(name, len, start, i, start ? start - 1 : 0);
             if (!r)
                 return false;
-            memcpy(r, name, start);
-            memcpy(r + start, "{L}", 3);
-            memcpy(r + start + 3, name + i, len - i + 1);
             *layer = (int32_t)v;
             *role = r;
+            *stack = r + strlen(r) + 1;
             return true;
         }
         start = i + 1;
     }
-    char *r = malloc(len + 1);
+    char *r = role_and_stack(name, len, SIZE_MAX, 0, 0);
     if (!r)
         return false;
-    memcpy(r, name, len + 1);
     *layer = -1;
     *role = r;
+    *stack = r + len + 1;
     return true;
 }

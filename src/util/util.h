@@ -110,8 +110,11 @@ int32_t sresid__classify(const char *name, char *const *patterns, const int32_t 
                          size_t n, bool replace);
 /* Layer index: the first '.' or '/' separated component made only of digits
  * (value <= INT32_MAX), or -1. *role gets a malloc'd copy of the name with that
- * component replaced by "{L}" (or an exact copy). Returns false on NOMEM. */
-bool sresid__layer_role(const char *name, int32_t *layer, char **role);
+ * component replaced by "{L}" (or an exact copy). *stack points into the same
+ * allocation (freed with the role): the name before that component, without
+ * its separator ("" when there is no layer or the name starts with it).
+ * Returns false on NOMEM. */
+bool sresid__layer_role(const char *name, int32_t *layer, char **role, const char **stack);
 
 /* ---- output files (atomic_file.c) ----
  * Every file the library writes goes through here: it appears whole or not

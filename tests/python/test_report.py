@@ -273,9 +273,11 @@ class TestGeneratedPair(TmpDirCase):
             self.assertEqual(g["count"], x.size)
             assert_rel(self, g["kurtosis"], scipy.stats.kurtosis(x), 1e-6, "all kurtosis", 1)
             self.assertEqual(g["mean_pr"], doc["groups"]["all"]["mean_pr"])
-            self.assertEqual([l["layer"] for l in rep.layers()], [0, 1, 2])
+            self.assertEqual([(l["stack"], l["layer"]) for l in rep.layers()],
+                             [("model.layers", 0), ("model.layers", 1), ("model.layers", 2)])
             lc = rep.layer_correlation()
             self.assertEqual([(e["layer_a"], e["layer_b"]) for e in lc], [(0, 1), (1, 2), (0, 2)])
+            self.assertEqual({e["stack"] for e in lc}, {"model.layers"})
             for e, je in zip(lc, doc["layer_correlation"]):
                 self.assertAlmostEqual(e["r"], je["r"], delta=1e-15)
             out = self.path("report.json")
@@ -351,6 +353,111 @@ class TestGeneratedPair(TmpDirCase):
         t = [t for t in model["tensors"] if t["name"] == "lm_head.weight"][0]
         x = [a for n, _, a in self.tensors if n == "lm_head.weight"][0].ravel().astype(np.float64)
         assert_rel(self, t["kurtosis"], scipy.stats.kurtosis(x), 1e-6, "model kurtosis", 1)
+
+
+def encoder_decoder_pair(seed, d=12):
+    """(name, base, trained) of a small Whisper-style model: a convolutional
+    stem, three encoder layers and two decoder layers whose residuals share
+    their roles' names but nothing else (the encoder's q_proj residuals are
+    correlated across layers, the decoder's are not)."""
+    rng = np.random.default_rng(seed)
+    out = []
+
+    def add(name, shape, resid):
+        b = rng.standard_normal(shape).astype(np.float32)
+        out.append((name, b, (b + resid.astype(np.float32)).astype(np.float32)))
+
+    add("model.encoder.conv1.weight", (d, 3 * 4), 0.05 * rng.standard_normal((d, 12)))
+    for stack, layers, scale in (("model.encoder.layers", 3, 0.1), ("model.decoder.layers", 2, 1)):
+        prev_q = None
+        for layer in range(layers):
+            r = scale * rng.standard_t(4, (d, d))
+            if prev_q is not None and stack.startswith("model.encoder"):
+                r = r + 0.8 * prev_q
+            prev_q = r
+            add("%s.%d.self_attn.q_proj.weight" % (stack, layer), (d, d), r)
+            add("%s.%d.fc1.weight" % (stack, layer), (2 * d, d),
+                scale * rng.standard_normal((2 * d, d)))
+            add("%s.%d.final_layer_norm.weight" % (stack, layer), (d,),
+                0.01 * rng.standard_normal(d))
+    return out
+
+
+class TestEncoderDecoderPair(TmpDirCase):
+    """The encoder's and the decoder's layer i are two layers (stack, i):
+    figures per layer and correlations against numpy and scipy."""
+
+    def setUp(self):
+        super().setUp()
+        need_tools(self)
+        self.tensors = encoder_decoder_pair(11)
+        self.base = self.path("base.safetensors")
+        self.trained = self.path("trained.safetensors")
+        st_write(self.base, [(n, "F32", b) for n, b, _ in self.tensors])
+        st_write(self.trained, [(n, "F32", t) for n, _, t in self.tensors])
+        self.resid = {n: (t - b).ravel().astype(np.float64) for n, b, t in self.tensors}
+
+    def test_layers_per_stack(self):
+        doc = sr_probe("--bins", "32", "--probes", "moments,entropy,correlation",
+                       self.base, self.trained)
+        validate(self, doc)
+        dec, enc = "model.decoder.layers", "model.encoder.layers"
+        want = [(dec, 0), (dec, 1), (enc, 0), (enc, 1), (enc, 2)]
+        self.assertEqual([(l["stack"], l["layer"]) for l in doc["layers"]], want)
+        for l in doc["layers"]:
+            prefix = "%s.%d." % (l["stack"], l["layer"])
+            x = np.concatenate([v for n, v in self.resid.items() if n.startswith(prefix)])
+            self.assertEqual((l["tensors"], l["count"]), (3, x.size), prefix)
+            assert_rel(self, l["kurtosis"], scipy.stats.kurtosis(x), 1e-6, prefix + " kurtosis", 1)
+            counts, _ = np.histogram(x, bins=32, range=(x.min(), x.max()))
+            self.assertAlmostEqual(l["entropy_bits"], entropy_bits(counts), delta=1e-12)
+        stem = [t for t in doc["tensors"] if t["name"] == "model.encoder.conv1.weight"][0]
+        self.assertEqual((stem["kind"], stem["stack"], stem["layer"]), ("embedding", None, None))
+
+        roles = ("self_attn.q_proj.weight", "fc1.weight", "final_layer_norm.weight")
+
+        def r_of(stack, role, a, b):
+            return float(np.corrcoef(self.resid["%s.%d.%s" % (stack, a, role)],
+                                     self.resid["%s.%d.%s" % (stack, b, role)])[0, 1])
+
+        lc = doc["layer_correlation"]
+        self.assertEqual([(e["stack"], e["layer_a"], e["layer_b"], e["first_last"]) for e in lc],
+                         [(dec, 0, 1, False), (dec, 0, 1, True), (enc, 0, 1, False),
+                          (enc, 1, 2, False), (enc, 0, 2, True)])
+        for e in lc:
+            want_r = np.mean([r_of(e["stack"], role, e["layer_a"], e["layer_b"])
+                              for role in roles])
+            self.assertEqual(e["pairs"], 3)
+            self.assertAlmostEqual(e["r"], want_r, delta=1e-9)
+        pairs = doc["correlation_pairs"]
+        self.assertEqual(len(pairs), 3 * 1 + 3 * 2)
+        for p in pairs:
+            self.assertTrue(p["role"].startswith(p["stack"] + ".{L}."), p)
+            role = p["role"][len(p["stack"]) + len(".{L}."):]
+            self.assertAlmostEqual(p["r"], r_of(p["stack"], role, p["layer_a"], p["layer_b"]),
+                                   delta=1e-9)
+        # built so: the encoder's q_proj residuals follow each other, the decoder's do not
+        q = {(p["stack"], p["layer_a"]): p["r"] for p in pairs if "q_proj" in p["role"]}
+        self.assertGreater(q[(enc, 0)], 0.5)
+        self.assertLess(abs(q[(dec, 0)]), 0.5)
+
+    def test_binding_stacks(self):
+        from .test_model import sr
+        with sr.Model.open(self.base) as b, sr.Model.open(self.trained) as t, \
+                sr.Residual(b, t) as res, sr.Report(res, threads=1) as rep:
+            info = b.info("model.decoder.layers.1.fc1.weight")
+            self.assertEqual((info["stack"], info["layer"], info["role"]),
+                             ("model.decoder.layers", 1, "model.decoder.layers.{L}.fc1.weight"))
+            self.assertEqual(b.info("model.encoder.conv1.weight")["stack"], "")
+            doc = rep.json()
+            self.assertEqual([(l["stack"], l["layer"]) for l in rep.layers()],
+                             [(l["stack"], l["layer"]) for l in doc["layers"]])
+            self.assertEqual([e["stack"] for e in rep.layer_correlation()],
+                             [e["stack"] for e in doc["layer_correlation"]])
+            self.assertEqual([e["stack"] for e in rep.layer_correlation(per_role=True)],
+                             [e["stack"] for e in doc["correlation_pairs"]])
+            self.assertEqual([rep.tensor(i)["stack"] for i in range(len(rep))],
+                             [t["stack"] or "" for t in doc["tensors"]])
 
 
 if __name__ == "__main__":
