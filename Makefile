@@ -57,7 +57,7 @@ SONAME       := libsparseresid.so.$(SOMAJOR)
 SHLIB        := lib/libsparseresid.so.$(VERSION)
 STLIB        := lib/libsparseresid.a
 
-EX_COMMON    := examples/cli.c examples/cli_json.c
+EX_COMMON    := examples/cli.c examples/cli_json.c examples/cli_watch.c
 EX_PROGS     := $(filter-out $(EX_COMMON),$(wildcard examples/sr-*.c))
 # sr-demo's model and pipeline live in examples/demo/ (own sources, own tests).
 DEMO_SRC     := $(sort $(wildcard examples/demo/*.c))
@@ -108,14 +108,14 @@ sparseresid.pc: sparseresid.pc.in Makefile
 # Example programs link the shared library, as users do.
 examples: $(EX_BIN)
 
-bin/%: examples/%.c $(EX_COMMON) examples/cli.h examples/cli_json.h $(HEADERS) \
+bin/%: examples/%.c $(EX_COMMON) examples/cli.h examples/cli_json.h examples/cli_watch.h $(HEADERS) \
        lib/libsparseresid.so
 	@mkdir -p $(@D)
 	$(CC) $(CSTD) $(OPT) $(WARN) -D_GNU_SOURCE -Iinclude $(CFLAGS) -o $@ $< $(EX_COMMON) \
 	    -Llib -lsparseresid -Wl,-rpath,'$$ORIGIN/../lib' $(JANSSON_LIBS) -lm $(LDFLAGS)
 
 # The demo's model uses BLIS directly (it is the example of a C trainer).
-bin/sr-demo: examples/sr-demo.c $(DEMO_SRC) $(DEMO_HDR) $(EX_COMMON) examples/cli.h $(HEADERS) \
+bin/sr-demo: examples/sr-demo.c $(DEMO_SRC) $(DEMO_HDR) $(EX_COMMON) examples/cli.h examples/cli_watch.h $(HEADERS) \
              lib/libsparseresid.so
 	@mkdir -p $(@D)
 	$(CC) $(CSTD) $(OPT) $(WARN) -D_GNU_SOURCE -Iinclude -Iexamples $(BLIS_CFLAGS) $(CFLAGS) \

@@ -1,5 +1,6 @@
 /* Helpers shared by the example programs; not part of the library. */
 #include "cli.h"
+#include "cli_watch.h"
 
 #include <errno.h>
 #include <math.h>
@@ -13,13 +14,17 @@
 
 const char *sr_cli_start(int argc, char **argv, int *verbose)
 {
-    int v = 0;
-    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+    int v = 0, quiet = 0;
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
         v |= strcmp(argv[i], "--verbose") == 0 || strcmp(argv[i], "-v") == 0;
+        quiet |= strcmp(argv[i], "--no-progress") == 0;
+    }
     sr_cli_pick_blis_arch(v);
     if (verbose)
         *verbose = v;
-    return sr_cli_prog(argc > 0 ? argv[0] : NULL);
+    const char *prog = sr_cli_prog(argc > 0 ? argv[0] : NULL);
+    sr_cli_watch_start(prog, !quiet);
+    return prog;
 }
 
 void sr_cli_pick_blis_arch(int verbose)
@@ -64,6 +69,9 @@ static void put_clean(const char *s)
 
 _Noreturn void sr_cli_die(const char *prog, const char *what, sresid_status st)
 {
+    sr_cli_watch_clear();
+    if (st == SRESID_ERR_CANCELLED)
+        sr_cli_watch_check(); /* stopped by a signal: exit 130 or 143 */
     const char *detail = sresid_last_error();
     if (!detail || !*detail)
         detail = sresid_strerror(st);
@@ -199,6 +207,7 @@ const char *sr_cli_prog(const char *argv0)
 /* "prog: message" and a newline on stderr. */
 static void vsay(const char *prog, const char *fmt, va_list ap)
 {
+    sr_cli_watch_clear();
     fprintf(stderr, "%s: ", prog);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
@@ -408,6 +417,7 @@ sresid_model *sr_cli_open_model(const char *prog, const char *path, int32_t layo
     sresid_status st = sresid_model_open(path, &o, &m);
     if (st != SRESID_OK)
         sr_cli_die_open(prog, path, st);
+    sr_cli_watch_check();
     return m;
 }
 
@@ -534,6 +544,7 @@ static int write_all(int fd, const char *p, size_t n)
  * so a crash leaves the old file or the new one, never a part. */
 int sr_cli_write_text(const char *path, const char *text)
 {
+    sr_cli_watch_check(); /* stopped before: not a byte of it */
     if (strcmp(path, "-") == 0) {
         fputs(text, stdout);
         fputc('\n', stdout);

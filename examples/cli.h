@@ -4,6 +4,8 @@
 
 #include <sparseresid/sparseresid.h>
 
+#include "cli_watch.h"
+
 /* The start of main: look for --verbose or -v before any "--" (stored in
  * *verbose when not NULL), pick the BLIS kernels with sr_cli_pick_blis_arch
  * before any BLIS call, and return the program name (sr_cli_prog). */

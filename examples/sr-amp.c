@@ -65,6 +65,7 @@ static void usage(FILE *f)
             "  --seed N           seed of --rule random (default 0)\n"
             "Other:\n"
             "  --threads N        threads (default: SRESID_NUM_THREADS, else all CPUs)\n"
+            "  --no-progress      no progress bar (shown on stderr only on a terminal)\n"
             "  --verbose          BLIS kernels, threads and timing on stderr\n"
             "  --help             show this text\n"
             "Deprecated (until the next minor release, with a warning): --matrix-layout L\n"
@@ -176,6 +177,8 @@ static void parse_args(int argc, char **argv, args *a)
             sr_cli_help_done(prog);
         } else if (strcmp(s, "--per-tensor") == 0) {
             a->per_tensor = 1;
+        } else if (strcmp(s, "--no-progress") == 0) {
+            /* read by sr_cli_start */
         } else if (strcmp(s, "--verbose") == 0 || strcmp(s, "-v") == 0) {
             a->verbose = 1;
         } else if (VALUE("--layout")) {
@@ -282,6 +285,7 @@ static sresid_amp *make_amp(const args *a, const sresid_model *base)
                          .threads = a->threads,
                          .pattern = a->pattern};
     sresid_amp *amp = NULL;
+    sr_cli_watch_stage("basis");
     sresid_status st = sresid_amp_create(base, &o, &amp);
     if (st == SRESID_ERR_NOT_FOUND) {
         char *k = kinds_text(a->kinds);
@@ -440,6 +444,7 @@ static void run_share(const args *a, sresid_model *base, sresid_model *trained)
     size_t rows = sresid_amp_count(amp) + 1, nf = a->nfractions;
     double *energy = xmalloc(rows * sizeof *energy), *captured = xmalloc(rows * sizeof *captured);
     double *cm = xmalloc(rows * nf * sizeof *cm), *co = xmalloc(rows * nf * sizeof *co);
+    sr_cli_watch_stage("share");
     sresid_status st = sresid_amp_share(amp, trained, a->fractions, nf,
                                         a->per_tensor ? SRESID_SELECT_PER_TENSOR : 0u, energy,
                                         captured, cm, co);
@@ -510,6 +515,7 @@ static void run_fit(const args *a, sresid_model *base, sresid_model *trained)
     if (a->fraction < 1 || a->have_rule) {
         if (a->rule == RULE_ORACLE) {
             /* the largest |D| are the largest changes of a fit of all scores */
+            sr_cli_watch_stage("fit");
             if ((st = sresid_amp_fit(amp, trained, NULL)))
                 die_pairing(a, "fit", st);
             sresid_select_opts so = {.size = sizeof so, .flags = flags};
@@ -522,13 +528,16 @@ static void run_fit(const args *a, sresid_model *base, sresid_model *trained)
                 sr_cli_die(prog, "select", st);
         }
     }
+    sr_cli_watch_stage("fit");
     if ((st = sresid_amp_fit(amp, trained, mask)))
         die_pairing(a, "fit", st);
     sresid_model *out = NULL;
+    sr_cli_watch_stage("export");
     if ((st = sresid_amp_export(amp, &out)))
         sr_cli_die(prog, "export", st);
     double share = measured_share(amp, base, trained, out);
     sresid_save_opts so = {.size = sizeof so};
+    sr_cli_watch_stage("save");
     if ((st = sresid_model_save(out, a->output, &so))) {
         const char *msg = sresid_last_error();
         if (msg && strstr(msg, a->output))

@@ -25,6 +25,7 @@ static void usage(FILE *f)
             "  --scale S          scale of the delta (default 1)\n"
             "  --force            apply even if a base tensor's content hash differs\n"
             "  --no-clobber       fail if the output exists\n"
+            "  --no-progress      no progress bar (shown on stderr only on a terminal)\n"
             "  --verbose          what was done, on stderr\n"
             "  --help             show this text\n"
             "\n"
@@ -60,6 +61,8 @@ int main(int argc, char **argv)
             force = 1;
         } else if (strcmp(s, "--no-clobber") == 0) {
             no_clobber = 1;
+        } else if (strcmp(s, "--no-progress") == 0) {
+            /* read by sr_cli_start */
         } else if (strcmp(s, "--verbose") == 0 || strcmp(s, "-v") == 0) {
             verbose = 1;
         } else {
@@ -85,8 +88,12 @@ int main(int argc, char **argv)
                             .scale = scale,
                             .flags = (force ? SRESID_APPLY_FORCE : 0u) |
                                      (no_clobber ? SRESID_SAVE_NO_CLOBBER : 0u)};
+    sr_cli_watch_stage("apply");
     if ((st = sresid_sparse_apply(sp, base, &ao, out))) {
+        if (st == SRESID_ERR_CANCELLED)
+            sr_cli_watch_check(); /* stopped by a signal: exit 130 or 143 */
         /* the message names the tensor; say which files were involved */
+        sr_cli_watch_clear();
         const char *detail = sresid_last_error();
         fprintf(stderr, "%s: cannot apply %s to %s: %s\n", prog, pos[1], pos[0],
                 detail && *detail ? detail : sresid_strerror(st));

@@ -50,6 +50,7 @@ static void usage(FILE *f)
             "                       SRESID_NUM_THREADS, else all CPUs); same delta\n"
             "  --tensors            print one line per tensor\n"
             "  --no-clobber         fail if the output exists\n"
+            "  --no-progress        no progress bar (shown on stderr only on a terminal)\n"
             "  --verbose            BLIS kernels and timing on stderr\n"
             "  --help               show this text\n"
             "\n"
@@ -132,6 +133,8 @@ static void parse_args(int argc, char **argv, args *a)
             a->tensors = 1;
         } else if (strcmp(s, "--no-clobber") == 0) {
             a->no_clobber = 1;
+        } else if (strcmp(s, "--no-progress") == 0) {
+            /* read by sr_cli_start */
         } else if (strcmp(s, "--verbose") == 0 || strcmp(s, "-v") == 0) {
             a->verbose = 1;
         } else {
@@ -214,10 +217,12 @@ int main(int argc, char **argv)
                              .flags = (a.in_memory ? SRESID_SPARSE_IN_MEMORY : 0u) |
                                       (a.rounded ? SRESID_SPARSE_ROUNDED : 0u)};
     sresid_sparse *sp = NULL;
+    sr_cli_watch_stage("delta");
     if ((st = sresid_sparse_create(res, &so, &sp)))
         sr_cli_die(prog, "compress", st);
     sresid_save_opts sv = {.size = sizeof sv,
                            .flags = a.no_clobber ? SRESID_SAVE_NO_CLOBBER : 0u};
+    sr_cli_watch_stage("save");
     if ((st = sresid_sparse_save(sp, a.out, &sv)))
         sr_cli_die(prog, a.out, st);
 

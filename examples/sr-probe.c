@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <sparseresid/sparseresid.h>
@@ -109,53 +108,6 @@ static uint32_t parse_probes(const char *opt, const char *s)
         p += len + 1;
     }
 }
-
-/* ---- progress bar on stderr (a terminal only) ---- */
-
-typedef struct bar {
-    int on;
-    int width;
-    double last; /* seconds of the last draw */
-    int drawn;
-} bar;
-
-static void bar_clear(bar *b)
-{
-    if (b->drawn) {
-        fputs("\r\033[K", stderr);
-        fflush(stderr);
-        b->drawn = 0;
-    }
-}
-
-static void on_progress(void *user, size_t done, size_t total, const char *name)
-{
-    bar *b = user;
-    double t = sr_cli_now();
-    if (done < total && t - b->last < 0.1) /* ten frames a second is plenty */
-        return;
-    b->last = t;
-    int cells = 30;
-    int full = total ? (int)((double)cells * (double)done / (double)total) : cells;
-    char line[512];
-    int n = snprintf(line, sizeof line, "\r[%.*s%*s] %zu/%zu ", full,
-                     "##############################", cells - full, "", done, total);
-    /* the name fills what is left of the terminal line, control bytes masked */
-    size_t room = b->width > n + 1 ? (size_t)(b->width - n - 1) : 0;
-    size_t len = strlen(name);
-    if (len > room)
-        name += len - room, len = room;
-    for (size_t i = 0; i < len && (size_t)n + 1 < sizeof line; i++) {
-        unsigned char c = (unsigned char)name[i];
-        line[n++] = c < 0x20 || c == 0x7f ? '?' : (char)c;
-    }
-    line[n] = '\0';
-    fputs(line, stderr);
-    fputs("\033[K", stderr);
-    fflush(stderr);
-    b->drawn = 1;
-}
-
 
 /* A figure with fixed decimals, "-" when undefined. */
 static char *fig(double x, int decimals)
@@ -619,10 +571,6 @@ int main(int argc, char **argv)
     if (trained)
         sr_cli_check_layout(prog, trained, a.pos[1], a.layout);
 
-    bar b = {.on = !a.no_progress && isatty(2), .width = 80};
-    struct winsize ws;
-    if (b.on && ioctl(2, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 20)
-        b.width = ws.ws_col;
     sresid_report_opts o = {.size = sizeof o,
                             .probes = a.probes,
                             .kinds = a.kinds,
@@ -633,13 +581,11 @@ int main(int argc, char **argv)
                             .ks = a.nks ? a.ks : NULL,
                             .nks = a.nks,
                             .null_draws = a.draws,
-                            .threads = threads,
-                            .progress = b.on ? on_progress : NULL,
-                            .progress_user = &b};
+                            .threads = threads}; /* progress: cli_watch.h */
     sresid_report *r = NULL;
+    sr_cli_watch_stage("report");
     sresid_status st =
         res ? sresid_report_residual(res, &o, &r) : sresid_report_model(base, &o, &r);
-    bar_clear(&b);
     if (st) {
         if (st == SRESID_ERR_NONFINITE && !a.allow_nonfinite) {
             sr_cli_fatal(prog, "%s (use --allow-nonfinite to count and exclude them)",
