@@ -222,6 +222,27 @@ _Noreturn void sr_cli_fatal(const char *prog, const char *fmt, ...)
     exit(1);
 }
 
+void sr_cli_degenerate(const char *prog, int allowed, const char *flag, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    sr_cli_watch_clear();
+    fprintf(stderr, "%s: %s", prog, allowed ? "warning: " : "");
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    if (allowed) {
+        fputc('\n', stderr);
+        return;
+    }
+    fprintf(stderr, "; pass %s to go on anyway\n", flag);
+    exit(1);
+}
+
+char *sr_cli_fig(const char *prog, double x, int decimals)
+{
+    return isfinite(x) ? sr_cli_xfmt(prog, "%.*f", decimals, x) : sr_cli_xfmt(prog, "-");
+}
+
 _Noreturn void sr_cli_bad_usage(const char *prog, const char *fmt, ...)
 {
     va_list ap;

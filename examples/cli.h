@@ -51,6 +51,16 @@ const char *sr_cli_prog(const char *argv0);
 _Noreturn void sr_cli_fatal(const char *prog, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* A run with nothing to measure (a residual zero everywhere, a selection
+ * of no tensor): unless allowed, "prog: <message>; pass FLAG to go on" on
+ * stderr and exit(1); allowed, "prog: warning: <message>" and return. */
+void sr_cli_degenerate(const char *prog, int allowed, const char *flag, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* A figure for a table: "%.*f" of x, or "-" when x is NaN or infinite
+ * (malloc'd; exits on no memory). */
+char *sr_cli_fig(const char *prog, double x, int decimals);
+
 /* Print "prog: <message>" and "(try prog --help)" on stderr and exit(2). */
 _Noreturn void sr_cli_bad_usage(const char *prog, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -51,6 +51,8 @@ static void usage(FILE *f)
             "                     or core (an r x r matrix)\n"
             "  --rank R           keep r = R singular directions (default 0: min(m, n))\n"
             "  --per-tensor       take fractions within each matrix, not over all scores\n"
+            "  --allow-zero       go on when the selected matrices of TRAINED equal those\n"
+            "                     of BASE (a zero residual; default: fail)\n"
             "share:\n"
             "  --fractions LIST   fractions of the scores, comma-separated, each in [0, 1]\n"
             "                     (default 1,0.5,0.25,0.1,0.05)\n"
@@ -123,7 +125,7 @@ typedef struct args {
     int32_t score_layout, rank, layout, threads;
     uint32_t kinds;
     const char *pattern, *kind_rules;
-    int per_tensor, verbose;
+    int per_tensor, allow_zero, verbose;
     /* share */
     double fractions[MAX_FRACTIONS];
     size_t nfractions;
@@ -175,6 +177,8 @@ static void parse_args(int argc, char **argv, args *a)
         } else if (strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0) {
             usage(stdout);
             sr_cli_help_done(prog);
+        } else if (strcmp(s, "--allow-zero") == 0) {
+            a->allow_zero = 1;
         } else if (strcmp(s, "--per-tensor") == 0) {
             a->per_tensor = 1;
         } else if (strcmp(s, "--no-progress") == 0) {
@@ -438,6 +442,14 @@ static void share_table(const args *a, const sresid_amp *amp, const double *capt
     free(right);
 }
 
+static void zero_residual(const args *a, size_t matrices)
+{
+    sr_cli_degenerate(prog, a->allow_zero, "--allow-zero",
+                      "%s equals %s in the %zu selected matrices: the residual is zero, "
+                      "there is nothing to capture",
+                      a->pos[1], a->pos[0], matrices);
+}
+
 static void run_share(const args *a, sresid_model *base, sresid_model *trained)
 {
     sresid_amp *amp = make_amp(a, base);
@@ -450,6 +462,8 @@ static void run_share(const args *a, sresid_model *base, sresid_model *trained)
                                         captured, cm, co);
     if (st)
         die_pairing(a, "share", st);
+    if (energy[rows - 1] == 0) /* the captured shares are 0 / 0 */
+        zero_residual(a, rows - 1);
     if (a->json)
         share_json(a, amp, energy, captured, cm, co);
     if (!a->json || strcmp(a->json, "-") != 0)
@@ -536,6 +550,8 @@ static void run_fit(const args *a, sresid_model *base, sresid_model *trained)
     if ((st = sresid_amp_export(amp, &out)))
         sr_cli_die(prog, "export", st);
     double share = measured_share(amp, base, trained, out);
+    if (isnan(share))
+        zero_residual(a, sresid_amp_count(amp));
     sresid_save_opts so = {.size = sizeof so};
     sr_cli_watch_stage("save");
     if ((st = sresid_model_save(out, a->output, &so))) {
@@ -546,13 +562,15 @@ static void run_fit(const args *a, sresid_model *base, sresid_model *trained)
     }
     uint64_t total = sresid_amp_score_count(amp);
     uint64_t trained_scores = mask ? sresid_mask_count(mask) : total;
-    printf("%s: %zu matrices (%s), %llu of %llu scores trained (%s%s), captured %.2f %% of "
+    char *pct_captured = isfinite(share) ? xfmt("%.2f %%", 100 * share) : xfmt("-");
+    printf("%s: %zu matrices (%s), %llu of %llu scores trained (%s%s), captured %s of "
            "the residual energy of %s\n",
            a->output, sresid_amp_count(amp),
            a->score_layout == SRESID_AMP_CORE ? "core" : "diag",
            (unsigned long long)trained_scores, (unsigned long long)total,
            mask ? rule_names[a->rule] : "all", mask && a->per_tensor ? ", per tensor" : "",
-           100 * share, a->pos[1]);
+           pct_captured, a->pos[1]);
+    free(pct_captured);
     sresid_model_free(out);
     sresid_mask_free(mask);
     sresid_amp_free(amp);

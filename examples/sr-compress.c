@@ -50,6 +50,8 @@ static void usage(FILE *f)
             "                       SRESID_NUM_THREADS, else all CPUs); same delta\n"
             "  --tensors            print one line per tensor\n"
             "  --no-clobber         fail if the output exists\n"
+            "  --allow-zero         write the delta even when TRAINED equals BASE (the\n"
+            "                       residual is zero everywhere; default: fail)\n"
             "  --no-progress        no progress bar (shown on stderr only on a terminal)\n"
             "  --verbose            BLIS kernels and timing on stderr\n"
             "  --help               show this text\n"
@@ -66,7 +68,7 @@ typedef struct args {
     int32_t rule, dtype, layout, threads;
     double param;
     uint64_t seed;
-    int skip_mismatched, in_memory, rounded, tensors, no_clobber, verbose;
+    int skip_mismatched, in_memory, rounded, tensors, no_clobber, allow_zero, verbose;
 } args;
 
 static void parse_args(int argc, char **argv, args *a)
@@ -131,6 +133,8 @@ static void parse_args(int argc, char **argv, args *a)
             a->rounded = 1;
         } else if (strcmp(s, "--tensors") == 0) {
             a->tensors = 1;
+        } else if (strcmp(s, "--allow-zero") == 0) {
+            a->allow_zero = 1;
         } else if (strcmp(s, "--no-clobber") == 0) {
             a->no_clobber = 1;
         } else if (strcmp(s, "--no-progress") == 0) {
@@ -220,6 +224,13 @@ int main(int argc, char **argv)
     sr_cli_watch_stage("delta");
     if ((st = sresid_sparse_create(res, &so, &sp)))
         sr_cli_die(prog, "compress", st);
+    sresid_sparse_info tot = {.size = sizeof tot};
+    sresid_sparse_info_get(sp, SRESID_ALL, &tot);
+    if (tot.energy == 0)
+        sr_cli_degenerate(prog, a.allow_zero, "--allow-zero",
+                          "%s equals %s in all %lld paired values: the residual is zero, "
+                          "there is nothing to compress",
+                          a.pos[1], a.pos[0], (long long)tot.numel);
     sresid_save_opts sv = {.size = sizeof sv,
                            .flags = a.no_clobber ? SRESID_SAVE_NO_CLOBBER : 0u};
     sr_cli_watch_stage("save");
@@ -227,8 +238,6 @@ int main(int argc, char **argv)
         sr_cli_die(prog, a.out, st);
 
     size_t n = sresid_sparse_count(sp);
-    sresid_sparse_info tot = {.size = sizeof tot};
-    sresid_sparse_info_get(sp, SRESID_ALL, &tot);
     if (a.json) {
         json_t *doc = sr_cli_json_doc("sparseresid-delta-report", 1), *list = json_array();
         sr_cli_jset(doc, "base", sr_cli_jstr(a.pos[0]));
@@ -269,20 +278,27 @@ int main(int argc, char **argv)
                                  sr_cli_xfmt(prog, "%lld", (long long)in.numel),
                                  sr_cli_xfmt(prog, "%llu", (unsigned long long)in.kept),
                                  sr_cli_xfmt(prog, "%s", sresid_dtype_name(in.index_dtype)),
-                                 sr_cli_xfmt(prog, "%.2f", in.ratio),
-                                 sr_cli_xfmt(prog, "%.6f", in.error),
-                                 sr_cli_xfmt(prog, "%.6f", in.kept_energy));
+                                 sr_cli_fig(prog, in.ratio, 2), sr_cli_fig(prog, in.error, 6),
+                                 sr_cli_fig(prog, in.kept_energy, 6));
             }
             sr_cli_table_print(&t);
         }
         /* a delta that keeps most entries can outgrow the dense residual */
         int larger = tot.ratio < 1;
-        printf("%s: %zu tensors, kept %llu of %lld entries (%.4f%%), %llu bytes, %.2fx %s "
-               "than the dense residual, relative error %.6f, energy kept %.6f\n",
+        char *size = isfinite(tot.ratio)
+                         ? sr_cli_xfmt(prog, "%.2fx %s than the dense residual",
+                                       larger ? 1 / tot.ratio : tot.ratio,
+                                       larger ? "larger" : "smaller")
+                         : sr_cli_xfmt(prog, "nothing stored");
+        char *err = sr_cli_fig(prog, tot.error, 6), *kept = sr_cli_fig(prog, tot.kept_energy, 6);
+        printf("%s: %zu tensors, kept %llu of %lld entries (%.4f%%), %llu bytes, %s, "
+               "relative error %s, energy kept %s\n",
                a.out, n, (unsigned long long)tot.kept, (long long)tot.numel,
                tot.numel ? 100.0 * (double)tot.kept / (double)tot.numel : 0.0,
-               (unsigned long long)tot.bytes, larger ? 1 / tot.ratio : tot.ratio,
-               larger ? "larger" : "smaller", tot.error, tot.kept_energy);
+               (unsigned long long)tot.bytes, size, err, kept);
+        free(size);
+        free(err);
+        free(kept);
     }
     sresid_sparse_free(sp);
     sresid_residual_free(res);

@@ -47,7 +47,11 @@ static void usage(FILE *f)
             "                     sparsity,correlation (default all)\n"
             "  --skip-mismatched  leave out tensors found on one side only or with\n"
             "                     different shapes (default: fail)\n"
-            "  --allow-nonfinite  count and exclude NaN and Inf values (default: fail)\n"
+            "  --fail-nonfinite   fail on NaN or Inf (default: count and exclude them,\n"
+            "                     with a warning)\n"
+            "  --allow-zero       report a residual that is zero everywhere (TRAINED\n"
+            "                     equals BASE; default: fail)\n"
+            "  --allow-empty      report when no tensor is selected (default: fail)\n"
             "  --layout L         matrix view of rank >= 3 tensors: out-first (PyTorch,\n"
             "                     rows = shape[0]; default) or out-last (TF/Keras/TF.js\n"
             "                     [kh,kw,in,out], cols = shape[-1])\n"
@@ -433,7 +437,8 @@ typedef struct args {
     uint64_t seed;
     int32_t threads;
     uint32_t kinds, probes;
-    int skip_mismatched, allow_nonfinite, tensors, no_progress, verbose;
+    int skip_mismatched, allow_nonfinite, fail_nonfinite, allow_zero, allow_empty, tensors,
+        no_progress, verbose;
     int32_t layout;
 } args;
 
@@ -461,7 +466,10 @@ static void parse_args(int argc, char **argv, args *a)
             sr_cli_help_done(prog);
         }
         FLAG("--skip-mismatched", skip_mismatched)
-        FLAG("--allow-nonfinite", allow_nonfinite)
+        FLAG("--allow-nonfinite", allow_nonfinite) /* the default since 1.1 */
+        FLAG("--fail-nonfinite", fail_nonfinite)
+        FLAG("--allow-zero", allow_zero)
+        FLAG("--allow-empty", allow_empty)
         FLAG("--tensors", tensors)
         FLAG("--no-progress", no_progress)
         FLAG("--verbose", verbose)
@@ -536,6 +544,46 @@ static void print_header(const args *a, const view *v, const sresid_report *r,
     (void)r;
 }
 
+/* Nothing to measure, or values left out: said before any output. */
+static void check_degenerate(const args *a, sresid_report *r, sresid_residual *res)
+{
+    size_t nt = sresid_report_tensor_count(r);
+    if (nt == 0)
+        sr_cli_degenerate(prog, a->allow_empty, "--allow-empty",
+                          "no tensor is selected (see --kinds and --skip-mismatched): there is "
+                          "nothing to report");
+    sresid_group_report g = {.size = sizeof g};
+    if (sresid_report_group(r, SRESID_GROUP_ALL, &g) != SRESID_OK)
+        sr_cli_die(prog, "report", SRESID_ERR_INVALID_ARG);
+    int zero = 0;
+    if (res && nt > 0) {
+        if (isfinite(g.mean) && isfinite(g.variance)) { /* the moments probe ran */
+            zero = g.count > 0 && g.nonfinite == 0 && g.mean == 0 && g.variance == 0;
+        } else {
+            sresid_norms nr = {.size = sizeof nr};
+            if (sresid_residual_norms(res, SRESID_ALL, &nr) == SRESID_OK)
+                zero = nr.residual == 0;
+        }
+    }
+    if (zero)
+        sr_cli_degenerate(prog, a->allow_zero, "--allow-zero",
+                          "%s equals %s in every reported value: the residual is zero, its "
+                          "statistics are undefined",
+                          a->pos[1], a->pos[0]);
+    if (g.nonfinite) {
+        size_t with = 0;
+        for (size_t i = 0; i < nt; i++) {
+            sresid_tensor_report t = {.size = sizeof t};
+            if (sresid_report_tensor(r, i, &t) == SRESID_OK)
+                with += t.nonfinite > 0;
+        }
+        sr_cli_watch_clear();
+        fprintf(stderr, "%s: warning: %llu NaN or Inf values in %zu tensors are counted and "
+                "excluded (those tensors get no matrix figures); --fail-nonfinite refuses them\n",
+                prog, (unsigned long long)g.nonfinite, with);
+    }
+}
+
 int main(int argc, char **argv)
 {
     /* First: it picks the BLIS kernels, which must come before any BLIS call. */
@@ -574,7 +622,7 @@ int main(int argc, char **argv)
     sresid_report_opts o = {.size = sizeof o,
                             .probes = a.probes,
                             .kinds = a.kinds,
-                            .flags = a.allow_nonfinite ? 0u : SRESID_REPORT_FAIL_NONFINITE,
+                            .flags = a.fail_nonfinite ? SRESID_REPORT_FAIL_NONFINITE : 0u,
                             .bins = a.bins,
                             .band = a.band,
                             .seed = a.seed,
@@ -587,12 +635,12 @@ int main(int argc, char **argv)
     sresid_status st =
         res ? sresid_report_residual(res, &o, &r) : sresid_report_model(base, &o, &r);
     if (st) {
-        if (st == SRESID_ERR_NONFINITE && !a.allow_nonfinite) {
-            sr_cli_fatal(prog, "%s (use --allow-nonfinite to count and exclude them)",
+        if (st == SRESID_ERR_NONFINITE && a.fail_nonfinite)
+            sr_cli_fatal(prog, "%s (without --fail-nonfinite they are counted and excluded)",
                          sresid_last_error());
-        }
         sr_cli_die(prog, "report", st);
     }
+    check_degenerate(&a, r, res);
     double t1 = sr_cli_now();
     if (a.verbose)
         fprintf(stderr, "%s: report in %.3f s\n", prog, t1 - t0);

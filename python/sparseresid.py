@@ -1479,6 +1479,14 @@ class Report(_Handle):
         else:
             raise TypeError("source must be a Residual or a Model")
         self._h = out
+        # the one policy (docs/conventions.md, "Non-finite values"): counted,
+        # excluded, and said
+        bad = self.group(GROUP_ALL)["nonfinite"]
+        if bad:
+            import warnings
+            warnings.warn("%d NaN or Inf values counted and excluded (those tensors get no "
+                          "matrix figures); fail_nonfinite=True refuses them" % bad,
+                          RuntimeWarning, stacklevel=2)
 
     def close(self):
         if getattr(self, "_h", None) is not None:

@@ -175,8 +175,8 @@ else
         'sorted(s["name"] for s in d["skipped"]) == ["fc/bias", "fc/weights"]'
     check "report: no layers, no correlation" jpy "$J" \
         'd["layers"] == [] and d["layer_correlation"] == []'
-    check "report: options say out-last and fail on non-finite" jpy "$J" \
-        'd["options"]["layout"] == "out-last" and d["options"]["nonfinite"] == "fail"'
+    check "report: options say out-last and count and exclude non-finite values (the default)" jpy "$J" \
+        'd["options"]["layout"] == "out-last" and d["options"]["nonfinite"] == "exclude"'
     check "report: pointwise filter is 256x256, PR in [1, 256]" jpy "$J" \
         'tensor("dense3/conv3/pointwise_filter")["rows"] == 256 and 1 <= tensor("dense3/conv3/pointwise_filter")["pr"] <= 256'
     check "report: vectors have null matrix figures" jpy "$J" \
@@ -215,7 +215,7 @@ else
     check "an unwritable --json FILE exits 1 with one line" sh -c \
         "[ \$(cat '$TMP/pbadout.rc') -eq 1 ] && [ \$(wc -l <'$TMP/pbadout.err') -eq 1 ]"
 
-    # NaN and Inf in a checkpoint: fail unless allowed
+    # NaN and Inf in a checkpoint: counted, excluded and said, or refused
     "$PY" -c '
 import json, struct, sys
 vals = [1.0, float("nan"), 2.0, float("inf"), -1.0, 0.5]
@@ -224,9 +224,13 @@ hdr += b" " * (-len(hdr) % 8)
 open(sys.argv[1], "wb").write(struct.pack("<Q", len(hdr)) + hdr + struct.pack("<6f", *vals))
 ' "$TMP/nan.safetensors"
     runp pnan "$TMP/nan.safetensors"
-    check "non-finite values fail by default (exit 1)" rc_is pnan 1
-    check "... with one line naming the tensor" sh -c \
-        "[ \$(wc -l <'$TMP/pnan.err') -eq 1 ] && grep -q 'layers.0.mlp.w' '$TMP/pnan.err'"
+    check "non-finite values are counted and excluded by default (exit 0)" rc_is pnan 0
+    check "... with one warning on stderr giving the count" sh -c \
+        "[ \$(wc -l <'$TMP/pnan.err') -eq 1 ] && grep -q 'warning: 2 NaN or Inf values in 1 tensors are counted and excluded' '$TMP/pnan.err'"
+    check "... and the line under the tables" grep -q 'non-finite values: 2 in 1 tensors, excluded' "$TMP/pnan.out"
+    runp pnanf --fail-nonfinite "$TMP/nan.safetensors"
+    check "--fail-nonfinite: exit 1 with one line naming the tensor" sh -c \
+        "[ \$(cat '$TMP/pnanf.rc') -eq 1 ] && [ \$(wc -l <'$TMP/pnanf.err') -eq 1 ] && grep -q 'layers.0.mlp.w' '$TMP/pnanf.err'"
     # two tensors with NaN: the same message, naming the first in order,
     # for any thread count and run (the larger tensor starts first)
     "$PY" -c '
@@ -247,19 +251,19 @@ for path, arrs in ((sys.argv[1], base), (sys.argv[2], trained)):
     h += b" " * (-len(h) % 8)
     open(path, "wb").write(struct.pack("<Q", len(h)) + h + b"".join(a.tobytes() for a in arrs))
 ' "$TMP/nan2-base.safetensors" "$TMP/nan2-trained.safetensors"
-    runp pnan2 --threads 1 "$TMP/nan2-base.safetensors" "$TMP/nan2-trained.safetensors"
+    runp pnan2 --fail-nonfinite --threads 1 "$TMP/nan2-base.safetensors" "$TMP/nan2-trained.safetensors"
     check "NaN in two tensors: the first in order is named" sh -c \
         "[ \$(cat '$TMP/pnan2.rc') -eq 1 ] && grep -q \"tensor 'model.layers.1.mlp.up_proj.weight': 1 non-finite\" '$TMP/pnan2.err'"
     same=1
     for rep in 1 2 3; do
         for th in 1 2 4; do
-            runp pnan2b --threads $th "$TMP/nan2-base.safetensors" "$TMP/nan2-trained.safetensors"
+            runp pnan2b --fail-nonfinite --threads $th "$TMP/nan2-base.safetensors" "$TMP/nan2-trained.safetensors"
             cmp -s "$TMP/pnan2.err" "$TMP/pnan2b.err" && rc_is pnan2b 1 || same=0
         done
     done
     check "... byte-identical message for --threads 1, 2, 4, three runs each" [ $same -eq 1 ]
     runp pnanok --allow-nonfinite --json - "$TMP/nan.safetensors"
-    check "--allow-nonfinite counts and excludes them" jpy "$TMP/pnanok.out" \
+    check "--allow-nonfinite (the default) counts and excludes them" jpy "$TMP/pnanok.out" \
         'd["tensors"][0]["nonfinite"] == 2 and d["tensors"][0]["count"] == 4 and d["groups"]["mlp"]["nonfinite"] == 2 and d["options"]["nonfinite"] == "exclude"'
 fi
 

@@ -8,6 +8,7 @@ Run from the repository root: make check-python, i.e.
     /usr/bin/python3 -m unittest discover -s tests/python -t . -v
 """
 
+import math
 import os
 import signal
 import sys
@@ -15,6 +16,7 @@ import tempfile
 import threading
 import time
 import unittest
+import warnings
 
 import numpy as np
 
@@ -148,6 +150,36 @@ class ProgressAndStop(unittest.TestCase):
         sr.Report(self.res).close()
         self.assertEqual(sr.ERR_CANCELLED, 18)
         self.assertEqual(sr.strerror(sr.ERR_CANCELLED), "cancelled")
+
+
+class NonFinitePolicy(unittest.TestCase):
+    """docs/conventions.md, "Non-finite values: one policy": counted,
+    excluded and said (a RuntimeWarning), or refused on request."""
+
+    def test_counted_excluded_and_said(self):
+        base, trained = pair(2, 8, seed=3)
+        x = np.array(trained.read(1)).reshape(8, 8)
+        x[2, 3], x[5, 1], x[7, 7] = np.nan, np.inf, -np.inf
+        bad = sr.Model.create()
+        bad.add("layers.0.mlp.up.weight", trained.read(0).reshape(8, 8))
+        bad.add("layers.1.mlp.up.weight", x)
+        res = sr.Residual(base, bad)
+        with self.assertWarnsRegex(RuntimeWarning, "3 NaN or Inf values counted and excluded"):
+            rep = sr.Report(res)
+        t = rep.tensor(1)
+        self.assertEqual(t["nonfinite"], 3)
+        self.assertEqual(t["count"], 64 - 3)
+        self.assertTrue(math.isnan(t["pr"]))  # no matrix figures for that tensor
+        rep.close()
+        with self.assertRaises(sr.SparseResidError) as cm:
+            sr.Report(res, fail_nonfinite=True)
+        self.assertEqual(cm.exception.status, sr.ERR_NONFINITE)
+        self.assertIn("layers.1.mlp.up.weight", str(cm.exception))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a clean pair warns nothing
+            sr.Report(sr.Residual(base, trained)).close()
+        for m in (base, trained, bad):
+            m.close()
 
 
 class CtrlC(unittest.TestCase):
