@@ -19,7 +19,7 @@ const char *sr_cli_start(int argc, char **argv, int *verbose)
         v |= strcmp(argv[i], "--verbose") == 0 || strcmp(argv[i], "-v") == 0;
         quiet |= strcmp(argv[i], "--no-progress") == 0;
     }
-    sr_cli_pick_blis_arch(v);
+    sr_cli_say_blis(v);
     if (verbose)
         *verbose = v;
     const char *prog = sr_cli_prog(argc > 0 ? argv[0] : NULL);
@@ -27,35 +27,14 @@ const char *sr_cli_start(int argc, char **argv, int *verbose)
     return prog;
 }
 
-void sr_cli_pick_blis_arch(int verbose)
+void sr_cli_say_blis(int verbose)
 {
-    const char *set = getenv("BLIS_ARCH_TYPE");
-    if (set) {
-        if (verbose)
-            fprintf(stderr, "blis: BLIS_ARCH_TYPE=%s from the environment, left alone\n", set);
+    if (!verbose)
         return;
-    }
-    const char *pick = NULL, *why = NULL;
-#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl")) {
-        pick = "0";
-        why = "skx kernels, CPU has AVX-512 F/DQ/BW/VL";
-    } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-        pick = "6";
-        why = "zen3 kernels, CPU has AVX2 and FMA";
-    }
-#endif
-    /* BLIS reads the variable with strtol when it initialises, so a number it is. */
-    if (pick && setenv("BLIS_ARCH_TYPE", pick, 0) != 0)
-        pick = NULL;
-    if (verbose) {
-        if (pick)
-            fprintf(stderr, "blis: BLIS_ARCH_TYPE=%s (%s)\n", pick, why);
-        else
-            fprintf(stderr, "blis: BLIS_ARCH_TYPE left unset, BLIS picks its kernels\n");
-    }
+    /* the library chose at load when the variable was unset (blas.c) */
+    const char *set = getenv("BLIS_ARCH_TYPE");
+    fprintf(stderr, "blis: %s kernels (BLIS_ARCH_TYPE=%s)\n", sresid_blas_arch(),
+            set ? set : "unset, BLIS's own choice");
 }
 
 /* Control bytes (a tensor name may hold a newline) would break the one line. */

@@ -6,15 +6,15 @@
 
 #include "cli_watch.h"
 
-/* The start of main: look for --verbose or -v before any "--" (stored in
- * *verbose when not NULL), pick the BLIS kernels with sr_cli_pick_blis_arch
- * before any BLIS call, and return the program name (sr_cli_prog). */
+/* The start of main: look for --verbose or -v (stored in *verbose when not
+ * NULL) and --no-progress before any "--", say which BLIS kernels run when
+ * verbose (sr_cli_say_blis), start the progress line and the signal
+ * handling (sr_cli_watch_start), and return the program name (sr_cli_prog). */
 const char *sr_cli_start(int argc, char **argv, int *verbose);
 
-/* Before any BLIS call: when BLIS_ARCH_TYPE is unset, set it to the best
- * kernel set this CPU runs ("0" skx for AVX-512 F/DQ/BW/VL, "6" zen3 for
- * AVX2+FMA; BLIS parses a number), else leave it. verbose: say so on stderr. */
-void sr_cli_pick_blis_arch(int verbose);
+/* verbose: say on stderr which BLIS kernel set runs and what BLIS_ARCH_TYPE
+ * is (the library sets it at load when unset: docs/conventions.md). */
+void sr_cli_say_blis(int verbose);
 
 /* Print "prog: what: <detail>" as one line on stderr and exit(1). The detail
  * is sresid_last_error(), or sresid_strerror(st) when that is empty. */

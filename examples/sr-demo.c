@@ -426,7 +426,7 @@ int main(int argc, char **argv)
     int verbose = 0;
     for (int i = 1; i < argc; i++)
         verbose |= strcmp(argv[i], "--verbose") == 0 || strcmp(argv[i], "-v") == 0;
-    sr_cli_pick_blis_arch(verbose); /* before any BLIS call */
+    sr_cli_say_blis(verbose);
     prog = sr_cli_prog(argc > 0 ? argv[0] : NULL);
     double t_start = demo_now();
 

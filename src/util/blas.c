@@ -1,6 +1,8 @@
 /* BLIS calls. The thread count travels in a runtime object per call so that
  * a host program sharing BLIS (numpy, a trainer) keeps its own settings. */
 #include <blis.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "util/blas.h"
 #include "util/util.h"
@@ -43,6 +45,36 @@ void sresid__sgemv(int64_t m, int64_t n, float alpha, const float *a, int64_t ld
     bli_rntm_set_num_threads(threads_for(m, n, 1), &rntm);
     bli_sgemv_ex(BLIS_NO_TRANSPOSE, BLIS_NO_CONJUGATE, m, n, &alpha, (float *)a, lda, 1,
                  (float *)x, 1, &beta, y, 1, NULL, &rntm);
+}
+
+/* Debian's BLIS 0.9 does not know CPUs newer than it (AMD Zen 5, for one)
+ * and falls back to its generic kernels there, several times slower; it
+ * reads BLIS_ARCH_TYPE once, when it initialises. So at load, before any
+ * BLIS call, the library names the kernel set this CPU runs when the
+ * variable is unset: skx (0) with AVX-512 F/DQ/BW/VL, zen3 (6) with AVX2
+ * and FMA. A value the user set is left alone; SRESID_BLIS_ARCH_PICK=0
+ * leaves BLIS's own detection. The variable also reaches the other BLIS
+ * of the process (Debian's libblas.so.3 is a second copy, used by LAPACK
+ * and numpy) if it has not initialised yet (docs/conventions.md, "BLIS
+ * kernels"). */
+__attribute__((constructor)) static void pick_blis_arch(void)
+{
+    if (getenv("BLIS_ARCH_TYPE"))
+        return;
+    const char *off = getenv("SRESID_BLIS_ARCH_PICK");
+    if (off && strcmp(off, "0") == 0)
+        return;
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_cpu_init();
+    const char *pick = NULL;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
+        pick = "0";
+    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        pick = "6";
+    if (pick) /* BLIS parses a number, with strtol */
+        setenv("BLIS_ARCH_TYPE", pick, 0);
+#endif
 }
 
 const char *sresid_blas_arch(void)

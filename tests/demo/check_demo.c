@@ -326,7 +326,6 @@ static void corpus_split(void)
 
 int main(void)
 {
-    sr_cli_pick_blis_arch(0);
     gradient_check(2);
     gradient_check(1);
     score_gradient_check();
