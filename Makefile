@@ -108,6 +108,11 @@ sparseresid.pc: sparseresid.pc.in Makefile
 # Example programs link the shared library, as users do.
 examples: $(EX_BIN)
 
+# the scale benchmark's generator (bench/gen-llama.c): no library needed
+bin/gen-llama: bench/gen-llama.c
+	@mkdir -p bin
+	$(CC) $(CSTD) -O2 $(WARN) -D_GNU_SOURCE $(CFLAGS) -o $@ $< -lm
+
 bin/%: examples/%.c $(EX_COMMON) examples/cli.h examples/cli_json.h examples/cli_watch.h $(HEADERS) \
        lib/libsparseresid.so
 	@mkdir -p $(@D)
