@@ -68,7 +68,7 @@ TEST_SRC     := $(sort $(wildcard tests/test_*.c)) tests/check_main.c tests/test
 SAN_FLAGS    := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 
 .PHONY: all lib examples check check-layout check-unit check-asan check-valgrind check-abi check-headers \
-        check-pkgconfig check-python check-tools check-demo abi-baseline install uninstall deps clean run run-probe
+        check-pkgconfig check-python check-tools check-demo check-scale abi-baseline install uninstall deps clean run run-probe
 
 all: lib examples
 
@@ -144,8 +144,8 @@ build/check_sparseresid_asan: $(TEST_SRC) tests/testutil.h $(LIB_SRC) $(HEADERS)
 	    $(CHECK_LIBS) $(DEP_LIBS) $(LDFLAGS)
 
 check: check-layout check-unit check-asan check-valgrind check-headers check-abi check-pkgconfig \
-       check-tools check-python check-demo
-	@echo "check: 10 passed, 0 failed"   # the ten groups above; make stops at a failed one
+       check-tools check-python check-demo check-scale
+	@echo "check: 11 passed, 0 failed"   # the eleven groups above; make stops at a failed one
 
 # Each src/ folder includes only its own and lower folders' private headers.
 check-layout:
@@ -183,6 +183,11 @@ abi-baseline: lib
 
 check-pkgconfig: lib
 	./tests/pkgconfig-test.sh
+
+# a 110 M-parameter sharded BF16 pair through the programs: bounded memory,
+# figures against numpy (tests/scale-test.py; bench/run-scale.sh for 1b, 7b)
+check-scale: all bin/gen-llama
+	$(PYTHON) tests/scale-test.py
 
 check-tools: all build/check_sparseresid
 	./tests/tools-test.sh
