@@ -474,6 +474,29 @@ START_TEST(optim_load_rejects_malformed)
 }
 END_TEST
 
+/* A file of 230 bytes whose "n" claims 2^61 entries: "m" is checked
+ * against n before anything is allocated, so the load fails with SHAPE
+ * naming it. It used to calloc 2^63 bytes first: NOMEM, or an abort under
+ * AddressSanitizer (fuzz_optim stops on it as out-of-memory). */
+START_TEST(optim_load_checks_n_before_allocating)
+{
+    static const char header[] =
+        "{\"__metadata__\":{\"format\":\"sparseresid.optim\",\"version\":\"1\",\"kind\":\"sgd\","
+        "\"n\":\"2305843009213693952\",\"steps\":\"0\",\"flags\":\"0\",\"lr\":\"0.5\","
+        "\"weight_decay\":\"0\",\"momentum\":\"0\"},"
+        "\"m\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}";
+    const float m = 0.5f;
+    sresid_optim *o = NULL;
+    const char *p = tu_path("huge_n.safetensors");
+    ck_assert_int_eq(tu_write_st(p, header, &m, sizeof m), 0);
+    ck_assert_status(sresid_optim_load(p, &o), SRESID_ERR_SHAPE);
+    ck_assert_ptr_null(o);
+    ck_assert_msg(strstr(sresid_last_error(), "tensor \"m\" has 1 entries in 1 dimensions, want "
+                                              "[2305843009213693952]"),
+                  "%s", sresid_last_error());
+}
+END_TEST
+
 START_TEST(optim_argument_errors)
 {
     sresid_optim *o = NULL;
@@ -582,6 +605,7 @@ Suite *suite_optim(void)
     tcase_add_test(tc, optim_reset);
     tcase_add_test(tc, optim_save_load_round_trip);
     tcase_add_test(tc, optim_load_rejects_malformed);
+    tcase_add_test(tc, optim_load_checks_n_before_allocating);
     tcase_add_test(tc, optim_argument_errors);
     suite_add_tcase(s, tc);
     return s;
