@@ -1,8 +1,12 @@
 /* One safetensors file: the input is the file. A file that opens is read
  * completely twice (pread, and the mapping with SRESID_OPEN_KEEP_PAGES and
  * the out-last layout) with the same values, then saved and opened again
- * with the same tensors and metadata. */
+ * with the same tensors and metadata, and paired with that copy: a residual
+ * of zeros. */
 #include "fuzz.h"
+
+#include <math.h>
+#include <stdlib.h>
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -13,6 +17,29 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argv;
     fz_dir();
     return 0;
+}
+
+/* A model paired with its copy: every residual value is 0 (NaN where a
+ * value is NaN or infinite), and so are the norms. */
+static void zero_residual(const sresid_model *a, const sresid_model *b)
+{
+    sresid_residual *r = NULL;
+    FZ_OK(sresid_residual_create(a, b, NULL, &r));
+    for (size_t i = 0; i < sresid_residual_count(r); i++) {
+        size_t ia, ib;
+        sresid_tensor_info ti = {.size = sizeof ti};
+        FZ_OK(sresid_residual_pair(r, i, &ia, &ib));
+        FZ_OK(sresid_model_tensor_info(a, ia, &ti));
+        float *d = fz_alloc((size_t)ti.numel * sizeof *d);
+        FZ_OK(sresid_residual_read(r, i, d, (size_t)ti.numel));
+        for (int64_t k = 0; k < ti.numel; k++)
+            FZ_ASSERT(d[k] == 0 || isnan(d[k]));
+        free(d);
+    }
+    sresid_norms n = {.size = sizeof n};
+    FZ_OK(sresid_residual_norms(r, SRESID_ALL, &n));
+    FZ_ASSERT(n.residual == 0 || isnan(n.residual));
+    sresid_residual_free(r);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -47,6 +74,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!st) {
         FZ_OK(sresid_model_open(out, NULL, &back));
         fz_same_models(m, back);
+        zero_residual(m, back);
         sresid_model_free(back);
     }
     sresid_model_free(m);
