@@ -211,7 +211,7 @@ FUZZ_RUNS    := safetensors:16384 shards:16384 sparse:8192 amp:8192 mask:2048 op
 FUZZ_NAMES   := $(foreach r,$(FUZZ_RUNS),$(firstword $(subst :, ,$(r))))
 FUZZ_CFLAGS  := $(CSTD) -O1 -g $(WARN) $(LIB_DEFS) -fsanitize=address,undefined \
                 -fno-sanitize-recover=all -fno-omit-frame-pointer
-FUZZ_OBJ     := $(LIB_SRC:src/%.c=build/fuzz/obj/%.o) build/fuzz/obj/fuzz.o
+FUZZ_OBJ     := $(LIB_SRC:src/%.c=build/fuzz/obj/%.o) build/fuzz/obj/fuzz.o build/fuzz/obj/mutate.o
 FUZZ_BIN     := $(FUZZ_NAMES:%=build/fuzz/fuzz_%)
 FUZZ_FIXTURE := tests/fixtures/faceapi.face_landmark_68_model.f32.safetensors
 # kept: make would delete them as intermediates of the pattern rules
@@ -221,7 +221,7 @@ build/fuzz/obj/%.o: src/%.c $(HEADERS) $(LIB_HDR)
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
 
-build/fuzz/obj/fuzz.o: fuzz/fuzz.c fuzz/fuzz.h $(HEADERS)
+build/fuzz/obj/%.o: fuzz/%.c fuzz/fuzz.h $(HEADERS)
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
 

@@ -42,6 +42,15 @@ void fz_read_model(const sresid_model *m);
  * values bit for bit) and the same metadata. */
 void fz_same_models(const sresid_model *a, const sresid_model *b);
 
+/* The harnesses' LLVMFuzzerCustomMutator (mutate.c, harnesses only): half
+ * of the time a mutation of the JSON header of the safetensors file that
+ * the input is, with its length prefix rewritten, else libFuzzer's own. */
+size_t fz_mutate(uint8_t *data, size_t size, size_t max_size, unsigned int seed);
+/* The same for an input of parts joined by sep whose parts after the first
+ * are safetensors files (fuzz_shards): the header of one of them. */
+size_t fz_mutate_parts(uint8_t *data, size_t size, size_t max_size, unsigned int seed,
+                       const char *sep);
+
 /* The fixed base model of the sparse and amp harnesses and of their seeds:
  * attention and MLP matrices in F32, F16, BF16 (rank 3) and F64, a norm,
  * an F8 head and an integer step counter, values from a fixed integer

@@ -10,6 +10,7 @@
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+size_t LLVMFuzzerCustomMutator(uint8_t *data, size_t size, size_t max_size, unsigned int seed);
 
 static sresid_model *base;
 
@@ -70,6 +71,11 @@ static void same_state(const sresid_amp *a, const sresid_mask *ma, const sresid_
         FZ_OK(sresid_mask_jaccard(ma, mb, &j));
         FZ_ASSERT(j == 1 && sresid_mask_count(ma) == sresid_mask_count(mb));
     }
+}
+
+size_t LLVMFuzzerCustomMutator(uint8_t *data, size_t size, size_t max_size, unsigned int seed)
+{
+    return fz_mutate(data, size, max_size, seed);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -10,6 +10,7 @@
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+size_t LLVMFuzzerCustomMutator(uint8_t *data, size_t size, size_t max_size, unsigned int seed);
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -40,6 +41,11 @@ static void zero_residual(const sresid_model *a, const sresid_model *b)
     FZ_OK(sresid_residual_norms(r, SRESID_ALL, &n));
     FZ_ASSERT(n.residual == 0 || isnan(n.residual));
     sresid_residual_free(r);
+}
+
+size_t LLVMFuzzerCustomMutator(uint8_t *data, size_t size, size_t max_size, unsigned int seed)
+{
+    return fz_mutate(data, size, max_size, seed);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

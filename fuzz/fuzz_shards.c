@@ -17,6 +17,7 @@
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+size_t LLVMFuzzerCustomMutator(uint8_t *data, size_t size, size_t max_size, unsigned int seed);
 
 static char dir[4200], index_path[4300], shard_path[MAX_SHARDS][4300];
 
@@ -33,6 +34,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     for (int k = 0; k < MAX_SHARDS; k++)
         snprintf(shard_path[k], sizeof shard_path[k], "%s/model-%05d.safetensors", dir, k + 1);
     return 0;
+}
+
+size_t LLVMFuzzerCustomMutator(uint8_t *data, size_t size, size_t max_size, unsigned int seed)
+{
+    return fz_mutate_parts(data, size, max_size, seed, SEP);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -13,6 +13,7 @@
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+size_t LLVMFuzzerCustomMutator(uint8_t *data, size_t size, size_t max_size, unsigned int seed);
 
 static sresid_model *base;
 
@@ -106,6 +107,11 @@ static void check_applied(const sresid_sparse *s, const entries *e, const char *
     FZ_OK(sresid_model_metadata_get(out, "format", &v));
     FZ_ASSERT(strcmp(v, "pt") == 0);
     sresid_model_free(out);
+}
+
+size_t LLVMFuzzerCustomMutator(uint8_t *data, size_t size, size_t max_size, unsigned int seed)
+{
+    return fz_mutate(data, size, max_size, seed);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
