@@ -44,8 +44,8 @@ CHECK_CFLAGS ?= $(shell $(PKG_CONFIG) --cflags check 2>/dev/null)
 CHECK_LIBS   ?= $(shell $(PKG_CONFIG) --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm -lpthread)
 
 DEP_LIBS     := $(BLIS_LIBS) $(LAPACK_LIBS) $(JANSSON_LIBS) $(XXHASH_LIBS) -lm -lpthread
-LIB_CFLAGS   := $(CSTD) $(OPT) $(WARN) -D_GNU_SOURCE -Iinclude -Isrc \
-                $(BLIS_CFLAGS) $(JANSSON_CFLAGS) $(XXHASH_CFLAGS) -fvisibility=hidden $(CFLAGS)
+LIB_DEFS     := -D_GNU_SOURCE -Iinclude -Isrc $(BLIS_CFLAGS) $(JANSSON_CFLAGS) $(XXHASH_CFLAGS)
+LIB_CFLAGS   := $(CSTD) $(OPT) $(WARN) $(LIB_DEFS) -fvisibility=hidden $(CFLAGS)
 
 LIB_SRC      := $(sort $(wildcard src/*/*.c))
 LIB_HDR      := $(wildcard src/*/*.h)
@@ -68,7 +68,8 @@ TEST_SRC     := $(sort $(wildcard tests/test_*.c)) tests/check_main.c tests/test
 SAN_FLAGS    := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 
 .PHONY: all lib examples check check-layout check-unit check-asan check-valgrind check-abi check-headers \
-        check-pkgconfig check-python check-tools check-demo check-scale abi-baseline install uninstall deps clean run run-probe
+        check-pkgconfig check-python check-tools check-demo check-scale check-fuzz fuzz fuzz-build \
+        abi-baseline install uninstall deps clean run run-probe
 
 all: lib examples
 
@@ -144,8 +145,8 @@ build/check_sparseresid_asan: $(TEST_SRC) tests/testutil.h $(LIB_SRC) $(HEADERS)
 	    $(CHECK_LIBS) $(DEP_LIBS) $(LDFLAGS)
 
 check: check-layout check-unit check-asan check-valgrind check-headers check-abi check-pkgconfig \
-       check-tools check-python check-demo check-scale
-	@echo "check: 11 passed, 0 failed"   # the eleven groups above; make stops at a failed one
+       check-tools check-python check-demo check-scale check-fuzz
+	@echo "check: 12 passed, 0 failed"   # the twelve groups above; make stops at a failed one
 
 # Each src/ folder includes only its own and lower folders' private headers.
 check-layout:
@@ -206,6 +207,65 @@ build/asan/libsparseresid.so.1: $(LIB_SRC) $(HEADERS) $(LIB_HDR) src/libsparsere
 	$(CC) $(LIB_CFLAGS) -O1 -g -fsanitize=address -fno-omit-frame-pointer -fPIC -shared \
 	    -Wl,-soname,$(SONAME) -Wl,--version-script=src/libsparseresid.map -o $@ $(LIB_SRC) \
 	    $(DEP_LIBS) $(LDFLAGS)
+
+# ---- fuzzing (fuzz/README.md) ----
+# libFuzzer harnesses built with clang, the library's sources compiled in
+# with coverage, AddressSanitizer and UndefinedBehaviorSanitizer. The seeds
+# are written by make_seeds, linked to the static library.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_CHECK_SECONDS ?= 8
+FUZZ_FLAGS   ?=
+# harness:-max_len, room for its seeds and some growth
+FUZZ_RUNS    := safetensors:16384 shards:16384 sparse:8192 amp:8192 mask:2048 optim:2048
+FUZZ_NAMES   := $(foreach r,$(FUZZ_RUNS),$(firstword $(subst :, ,$(r))))
+FUZZ_CFLAGS  := $(CSTD) -O1 -g $(WARN) $(LIB_DEFS) -fsanitize=address,undefined \
+                -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_OBJ     := $(LIB_SRC:src/%.c=build/fuzz/obj/%.o) build/fuzz/obj/fuzz.o build/fuzz/obj/mutate.o
+FUZZ_BIN     := $(FUZZ_NAMES:%=build/fuzz/fuzz_%)
+FUZZ_FIXTURE := tests/fixtures/faceapi.face_landmark_68_model.f32.safetensors
+# kept: make would delete them as intermediates of the pattern rules
+.SECONDARY: $(FUZZ_OBJ)
+
+build/fuzz/obj/%.o: src/%.c $(HEADERS) $(LIB_HDR)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+
+build/fuzz/obj/%.o: fuzz/%.c fuzz/fuzz.h $(HEADERS)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+
+build/fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz.h $(FUZZ_OBJ)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJ) $(DEP_LIBS) $(LDFLAGS)
+
+build/fuzz/make_seeds: fuzz/make_seeds.c fuzz/fuzz.c fuzz/fuzz.h $(HEADERS) $(STLIB)
+	@mkdir -p $(@D)
+	$(CC) $(CSTD) $(OPT) $(WARN) -D_GNU_SOURCE -Iinclude $(CFLAGS) -o $@ fuzz/make_seeds.c \
+	    fuzz/fuzz.c $(STLIB) $(DEP_LIBS) $(LDFLAGS)
+
+build/fuzz/seeds/.done: build/fuzz/make_seeds $(FUZZ_FIXTURE)
+	rm -rf build/fuzz/seeds
+	./build/fuzz/make_seeds $(FUZZ_FIXTURE) build/fuzz/seeds
+	touch $@
+
+fuzz-build: $(FUZZ_BIN) build/fuzz/seeds/.done
+
+# Each harness in turn, SECONDS each, new inputs kept in CORPUS/<harness>.
+fuzz_loop = @for r in $(FUZZ_RUNS); do \
+	  ./fuzz/run.sh $${r%%:*} $(1) $${r\#*:} $(2)/$${r%%:*} build/fuzz/seeds/$${r%%:*} \
+	      $(FUZZ_FLAGS) || exit 1; \
+	done
+
+# FUZZ_SECONDS per harness; the corpus in build/fuzz/corpus/ grows from one
+# run to the next.
+fuzz: fuzz-build
+	$(call fuzz_loop,$(FUZZ_SECONDS),build/fuzz/corpus)
+
+# The short run of make check: FUZZ_CHECK_SECONDS per harness, from the
+# seeds alone.
+check-fuzz: fuzz-build
+	@rm -rf build/fuzz/check-corpus
+	$(call fuzz_loop,$(FUZZ_CHECK_SECONDS),build/fuzz/check-corpus)
 
 # ---- demo (sr-demo: its model's gradient check, then a --quick run) ----
 # The test binary links the demo's parts without sr-demo.c's main.

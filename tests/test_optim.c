@@ -474,6 +474,44 @@ START_TEST(optim_load_rejects_malformed)
 }
 END_TEST
 
+/* Files of a few hundred bytes whose "n" claims 2^61 entries: the tensors
+ * are checked against n before anything is allocated. The load used to
+ * calloc 2^63 bytes first: NOMEM, or an abort under AddressSanitizer. The
+ * first file is fuzz_optim's minimised finding (there with n = 1222222222,
+ * 4.9 GB, which an overcommitting system grants; raised here so that the
+ * allocation fails everywhere): no tensor "m" at all. */
+START_TEST(optim_load_checks_n_before_allocating)
+{
+    static const char found[] =
+        "da000000000000007b225f5f6d657461646174615f5f223a7b22666f726d6174223a227370617273"
+        "6572657369642e6f7074696d222c2276657273696f6e223a2231222c226b696e64223a2273676422"
+        "2c226e223a2232333035383433303039323133363933393532222c227374657073223a2231222c22"
+        "666c616773223a2230222c226c72223a2230222c227765696768745f6465636179223a2230222c22"
+        "6d6f6d656e74756d223a2235227d2c22223a7b226474797065223a22463332222c22736861706522"
+        "3a5b5d2c22646174615f6f666673657473223a5b302c345d7d7d00000000";
+    static const char header[] =
+        "{\"__metadata__\":{\"format\":\"sparseresid.optim\",\"version\":\"1\",\"kind\":\"sgd\","
+        "\"n\":\"2305843009213693952\",\"steps\":\"0\",\"flags\":\"0\",\"lr\":\"0.5\","
+        "\"weight_decay\":\"0\",\"momentum\":\"0\"},"
+        "\"m\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}";
+    const float m = 0.5f;
+    sresid_optim *o = NULL;
+    const char *p = tu_path("huge_n_found.safetensors");
+    ck_assert_int_eq(tu_write_hex(p, found), 0);
+    ck_assert_status(sresid_optim_load(p, &o), SRESID_ERR_NOT_FOUND);
+    ck_assert_ptr_null(o);
+    ck_assert_msg(strstr(sresid_last_error(), "no tensor \"m\""), "%s", sresid_last_error());
+    /* "m" there, of one entry */
+    p = tu_path("huge_n.safetensors");
+    ck_assert_int_eq(tu_write_st(p, header, &m, sizeof m), 0);
+    ck_assert_status(sresid_optim_load(p, &o), SRESID_ERR_SHAPE);
+    ck_assert_ptr_null(o);
+    ck_assert_msg(strstr(sresid_last_error(), "tensor \"m\" has 1 entries in 1 dimensions, want "
+                                              "[2305843009213693952]"),
+                  "%s", sresid_last_error());
+}
+END_TEST
+
 START_TEST(optim_argument_errors)
 {
     sresid_optim *o = NULL;
@@ -582,6 +620,7 @@ Suite *suite_optim(void)
     tcase_add_test(tc, optim_reset);
     tcase_add_test(tc, optim_save_load_round_trip);
     tcase_add_test(tc, optim_load_rejects_malformed);
+    tcase_add_test(tc, optim_load_checks_n_before_allocating);
     tcase_add_test(tc, optim_argument_errors);
     suite_add_tcase(s, tc);
     return s;

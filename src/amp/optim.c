@@ -427,15 +427,14 @@ done:
     return st;
 }
 
-/* Read state tensor name (F32, shape [n]) into dst and check its values. */
-static sresid_status read_state(const sresid_model *model, const char *path, const char *name,
-                                uint64_t n, bool nonneg, float *dst)
+/* The index of state tensor name, which must be F32 of shape [n]. */
+static sresid_status find_state(const sresid_model *model, const char *path, const char *name,
+                                uint64_t n, size_t *index)
 {
-    size_t index;
-    if (sresid_model_find(model, name, &index))
+    if (sresid_model_find(model, name, index))
         return sresid__fail(SRESID_ERR_NOT_FOUND, "%s: no tensor \"%s\"", path, name);
     sresid_tensor_info info = {.size = sizeof info};
-    sresid_status st = sresid_model_tensor_info(model, index, &info);
+    sresid_status st = sresid_model_tensor_info(model, *index, &info);
     if (st)
         return st;
     if (info.dtype != SRESID_DTYPE_F32) {
@@ -448,6 +447,14 @@ static sresid_status read_state(const sresid_model *model, const char *path, con
                             "%s: tensor \"%s\" has %lld entries in %d dimensions, want [%llu]",
                             path, name, (long long)info.numel, (int)info.ndim,
                             (unsigned long long)n);
+    return SRESID_OK;
+}
+
+/* Read state tensor index (found by find_state) into dst and check its values. */
+static sresid_status read_state(const sresid_model *model, const char *path, const char *name,
+                                size_t index, uint64_t n, bool nonneg, float *dst)
+{
+    sresid_status st;
     if (n && (st = sresid_model_read_raw(model, index, dst, (size_t)n * sizeof(float))))
         return st;
     for (uint64_t i = 0; i < n; i++) {
@@ -513,10 +520,16 @@ sresid_status sresid_optim_load(const char *path, sresid_optim **out)
         goto done;
     }
     r.lr = lr; /* a learning rate of 0 (set_lr) is kept */
+    /* n is checked against the tensors before the state is allocated: a
+     * small file must not make the library allocate what it claims */
+    size_t im, iv = 0;
+    if ((st = find_state(model, path, "m", n, &im)) ||
+        (adam && (st = find_state(model, path, "v", n, &iv))))
+        goto done;
     if ((st = alloc_optim(n, &r, fn, &p)))
         goto done;
-    if ((st = read_state(model, path, "m", n, false, p->m)) ||
-        (adam && (st = read_state(model, path, "v", n, true, p->v))))
+    if ((st = read_state(model, path, "m", im, n, false, p->m)) ||
+        (adam && (st = read_state(model, path, "v", iv, n, true, p->v))))
         goto done;
     p->steps = steps;
 done:

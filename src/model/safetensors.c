@@ -384,8 +384,12 @@ sresid_status sresid__st_save(const sresid_model *m, const char *path, uint32_t 
     sresid__afile_write(&f, head, head_len);
     /* Opened tensors are copied with pread through a bounce buffer: nothing
      * of the source stays resident and a source file that shrank is an IO
-     * error, not a fault. */
-    size_t bounce_len = (size_t)1 << 20;
+     * error, not a fault. 1 MiB, or less when no opened tensor needs it. */
+    size_t bounce_len = 1;
+    for (size_t i = 0; i < m->count; i++)
+        if (m->tensors[i].file >= 0 && m->tensors[i].nbytes > bounce_len)
+            bounce_len = m->tensors[i].nbytes < ((size_t)1 << 20) ? (size_t)m->tensors[i].nbytes
+                                                                  : (size_t)1 << 20;
     unsigned char *bounce = malloc(bounce_len);
     if (!bounce)
         st = sresid__fail(SRESID_ERR_NOMEM, "%s: out of memory", path);

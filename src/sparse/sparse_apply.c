@@ -125,7 +125,8 @@ static bool add_one(unsigned char *e, sresid_dtype dt, float v, const float *lo,
     return isfinite(back) || !isfinite(x);
 }
 
-/* Write tensor t of the base, changed by delta tensor d (or NULL). */
+/* Write tensor t of the base, changed by delta tensor d (or NULL). buf
+ * holds a chunk or all of the base's largest tensor, whichever is less. */
 static sresid_status write_tensor(const sresid_sparse *sp, const sresid_model *base,
                                   const sresid__tensor *t, const sresid__sp_tensor *d,
                                   double scale, sresid__afile *f, unsigned char *buf,
@@ -190,7 +191,12 @@ sresid_status sresid_sparse_apply(const sresid_sparse *sparse, const sresid_mode
     size_t n = base->count;
     size_t *which = malloc((n ? n : 1) * sizeof *which);
     const sresid__tensor **order = NULL;
-    unsigned char *buf = malloc(CHUNK), *head = NULL;
+    /* one chunk, or the largest tensor when that is smaller */
+    size_t buf_len = 1;
+    for (size_t i = 0; i < n; i++)
+        if (base->tensors[i].nbytes > buf_len)
+            buf_len = base->tensors[i].nbytes < CHUNK ? (size_t)base->tensors[i].nbytes : CHUNK;
+    unsigned char *buf = malloc(buf_len), *head = NULL;
     size_t head_len = 0, nkeep = 0;
     sresid__file_id *keep = NULL;
     if (!which || !buf) {
