@@ -178,7 +178,7 @@ class _EntropyResult(Structure):
 
 class _KmeansOpts(Structure):
     _fields_ = [("size", c_size_t), ("seed", c_uint64), ("max_iter", c_int32),
-                ("reserved", c_int32)]
+                ("reserved", c_int32), ("n_init", c_int32), ("reserved2", c_int32)]
 
 
 class _KmeansResult(Structure):
@@ -1357,39 +1357,44 @@ def lowfreq_ratio(a, band=0.125):
     return out.value
 
 
-def _kmeans_opts(seed, max_iter):
+def _kmeans_opts(seed, max_iter, n_init):
     opts = _sized(_KmeansOpts)
     opts.seed = int(seed)
     opts.max_iter = int(max_iter)
+    opts.n_init = int(n_init)
     return opts
 
 
-def kmeans_fit(a, k, seed=0, max_iter=0):
+def kmeans_fit(a, k, seed=0, max_iter=0, n_init=1):
     """k-means on the rows of a float32 matrix (k-means++ from seed, then Lloyd
-    until stable or max_iter; 0 means 100). Returns (labels int32[rows],
-    centers float32[k, cols], inertia, iterations)."""
+    until stable, until the centres move less than the tolerance, or
+    max_iter; 0 means 100), n_init runs from seeds derived from seed (the
+    first is seed itself), the lowest inertia kept. Returns (labels
+    int32[rows], centers float32[k, cols], inertia, iterations of the kept
+    run)."""
     m = _Mat(a)
     k = int(k)
     labels = np.empty(m.rows, dtype=np.int32)
     centers = np.empty((max(k, 0), m.cols), dtype=np.float32)
     inertia, iters = c_double(), c_int32()
-    opts = _kmeans_opts(seed, max_iter)
+    opts = _kmeans_opts(seed, max_iter, n_init)
     _check(_lib.sresid_kmeans_fit(*m.args(), k, byref(opts), labels.ctypes.data,
                                     centers.ctypes.data, byref(inertia), byref(iters)))
     return labels, centers, inertia.value, int(iters.value)
 
 
-def kmeans_explained(a, ks=KMEANS_DEFAULT_KS, seed=0, max_iter=0):
+def kmeans_explained(a, ks=KMEANS_DEFAULT_KS, seed=0, max_iter=0, n_init=1):
     """Explained variance 1 - W_K / T for each K in ks, with the same figure
-    on a Gaussian matrix of the same shape and variance. Returns a list of
-    dict(k, iterations, explained, explained_random, difference)."""
+    on a Gaussian matrix of the same shape and variance (n_init runs on
+    each, the lowest inertia kept). Returns a list of dict(k, iterations,
+    explained, explained_random, difference)."""
     m = _Mat(a)
     kl = [int(k) for k in ks]
     karr = np.array(kl, dtype=np.int32)
     out = (_KmeansResult * max(len(kl), 1))()
     for r in out:
         r.size = ctypes.sizeof(_KmeansResult)
-    opts = _kmeans_opts(seed, max_iter)
+    opts = _kmeans_opts(seed, max_iter, n_init)
     _check(_lib.sresid_kmeans_explained(*m.args(), karr.ctypes.data if kl else None, len(kl),
                                           byref(opts), out))
     return [{"k": int(r.k), "iterations": int(r.iterations), "explained": r.explained,

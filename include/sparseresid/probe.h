@@ -154,7 +154,14 @@ typedef struct sresid_kmeans_opts {
     uint64_t seed;     /* k-means++ seeding (0 is a valid seed) */
     int32_t max_iter;  /* Lloyd iterations; 0 means 100 */
     int32_t reserved;  /* 0 */
+    /* since 1.1: runs from different seeds, the lowest inertia kept (the
+       first run uses seed itself); 0 means 1, at most SRESID_KMEANS_MAX_INIT */
+    int32_t n_init;
+    int32_t reserved2; /* 0 */
 } sresid_kmeans_opts;
+
+/* Upper bound of sresid_kmeans_opts.n_init (since 1.1). */
+#define SRESID_KMEANS_MAX_INIT 1000
 
 /* k-means on the rows of a (rows points in cols dimensions): greedy
  * k-means++ from the seed (2 + floor(ln k) candidates per step, drawn with
