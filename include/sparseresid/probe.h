@@ -155,13 +155,19 @@ typedef struct sresid_kmeans_opts {
     int32_t max_iter;  /* Lloyd iterations; 0 means 100 */
     int32_t reserved;  /* 0 */
     /* since 1.1: runs from different seeds, the lowest inertia kept (the
-       first run uses seed itself); 0 means 1, at most SRESID_KMEANS_MAX_INIT */
+       first run uses seed itself); 0 means 1, at most SRESID_KMEANS_MAX_INIT,
+       or SRESID_KMEANS_INIT_AUTO: as many as the matrix's size allows */
     int32_t n_init;
     int32_t reserved2; /* 0 */
 } sresid_kmeans_opts;
 
-/* Upper bound of sresid_kmeans_opts.n_init (since 1.1). */
-#define SRESID_KMEANS_MAX_INIT 1000
+/* Since 1.1: the bound of sresid_kmeans_opts.n_init, and the value that
+ * picks the count from the size: min(50, max(1, floor(2^24 / (rows x
+ * cols)))) runs, so that a matrix of up to 335544 values gets 50 and one of
+ * 4096 x 4096 or more gets 1 (docs/probes.md, Restarts). The report's
+ * default. */
+#define SRESID_KMEANS_MAX_INIT  1000
+#define SRESID_KMEANS_INIT_AUTO -1
 
 /* k-means on the rows of a (rows points in cols dimensions): greedy
  * k-means++ from the seed (2 + floor(ln k) candidates per step, drawn with

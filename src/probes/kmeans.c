@@ -439,6 +439,21 @@ done:
     return st;
 }
 
+/* Runs for SRESID_KMEANS_INIT_AUTO: local optima matter most on small
+ * heavy-tailed matrices, where runs are cheap; a budget of 2^24 values per
+ * K keeps a large matrix at the cost of one run (docs/probes.md). */
+#define KM_AUTO_BUDGET 16777216.0
+#define KM_AUTO_MAX 50
+
+static int32_t restarts_for(int32_t n_init, int64_t rows, int64_t cols)
+{
+    if (n_init != SRESID_KMEANS_INIT_AUTO)
+        return n_init;
+    double size = (double)(rows > 1 ? rows : 1) * (double)(cols > 1 ? cols : 1);
+    double n = floor(KM_AUTO_BUDGET / size);
+    return n >= KM_AUTO_MAX ? KM_AUTO_MAX : n < 1 ? 1 : (int32_t)n;
+}
+
 /* Options: NULL or a valid struct; fills seed, max_iter and n_init. */
 static sresid_status read_opts(const sresid_kmeans_opts *opts, const char *fn, uint64_t *seed,
                                int32_t *max_iter, int32_t *n_init)
@@ -450,8 +465,10 @@ static sresid_status read_opts(const sresid_kmeans_opts *opts, const char *fn, u
     if (o.max_iter < 0)
         return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: max_iter %d is negative", fn,
                             (int)o.max_iter);
-    if (o.n_init < 0 || o.n_init > SRESID_KMEANS_MAX_INIT)
-        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: n_init %d is not in [0, %d]", fn,
+    if ((o.n_init < 0 && o.n_init != SRESID_KMEANS_INIT_AUTO) ||
+        o.n_init > SRESID_KMEANS_MAX_INIT)
+        return sresid__fail(SRESID_ERR_INVALID_ARG,
+                            "%s: n_init %d is not in [0, %d] nor SRESID_KMEANS_INIT_AUTO", fn,
                             (int)o.n_init, SRESID_KMEANS_MAX_INIT);
     if (o.reserved != 0 || o.reserved2 != 0)
         return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: reserved field is not zero", fn);
@@ -479,6 +496,7 @@ sresid_status sresid_kmeans_fit(const float *a, int64_t rows, int64_t cols, int6
     if (rows > INT32_MAX)
         return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: %lld rows do not fit int32 labels", fn,
                             (long long)rows);
+    n_init = restarts_for(n_init, rows, cols);
     kmdata d;
     if ((st = kmdata_init(&d, a, rows, cols, ld, fn)) != SRESID_OK)
         return st;
@@ -588,6 +606,7 @@ sresid_status sresid_kmeans_explained(const float *a, int64_t rows, int64_t cols
     if (rows > INT32_MAX)
         return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: %lld rows are too many", fn,
                             (long long)rows);
+    n_init = restarts_for(n_init, rows, cols);
     kmdata d, dr = {0};
     if ((st = kmdata_init(&d, a, rows, cols, ld, fn)) != SRESID_OK)
         return st;
