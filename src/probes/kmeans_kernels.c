@@ -146,8 +146,8 @@ AVX512 static void add_row_avx512(double *s, const float *r, int64_t n, int sign
  * dropped. The last partial 16 columns go through a masked load. */
 #define FMA1(a, x, c) a = _mm512_fmadd_ps(x, c, a)
 
-AVX512 static void tile_2x8(const float *const *x, int64_t n, const float *const *c, float *o,
-                            int64_t ldo, int nr, int nc)
+AVX512 static void tile_2x8(const float *const *x, const float *const *next, int64_t n,
+                            const float *const *c, float *o, int64_t ldo, int nr, int nc)
 {
     __m512 a00 = _mm512_setzero_ps(), a01 = a00, a02 = a00, a03 = a00, a04 = a00, a05 = a00,
            a06 = a00, a07 = a00, a10 = a00, a11 = a00, a12 = a00, a13 = a00, a14 = a00,
@@ -155,6 +155,8 @@ AVX512 static void tile_2x8(const float *const *x, int64_t n, const float *const
     for (int64_t j = 0; j < n; j += 16) {
         __mmask16 k = n - j >= 16 ? 0xffff : (__mmask16)((1u << (n - j)) - 1);
         __m512 v0 = _mm512_maskz_loadu_ps(k, x[0] + j), v1 = _mm512_maskz_loadu_ps(k, x[1] + j);
+        _mm_prefetch((const char *)(next[0] + j), _MM_HINT_T0);
+        _mm_prefetch((const char *)(next[1] + j), _MM_HINT_T0);
         __m512 cv;
 #define STEP(l)                                                                                \
     cv = _mm512_maskz_loadu_ps(k, c[l] + j);                                                   \
@@ -170,8 +172,8 @@ AVX512 static void tile_2x8(const float *const *x, int64_t n, const float *const
             o[r * ldo + l] = _mm512_reduce_add_ps(acc[r][l]);
 }
 
-AVX512 static void tile_4x4(const float *const *x, int64_t n, const float *const *c, float *o,
-                            int64_t ldo, int nr, int nc)
+AVX512 static void tile_4x4(const float *const *x, const float *const *next, int64_t n,
+                            const float *const *c, float *o, int64_t ldo, int nr, int nc)
 {
     __m512 a00 = _mm512_setzero_ps(), a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00,
            a12 = a00, a13 = a00, a20 = a00, a21 = a00, a22 = a00, a23 = a00, a30 = a00,
@@ -180,6 +182,8 @@ AVX512 static void tile_4x4(const float *const *x, int64_t n, const float *const
         __mmask16 k = n - j >= 16 ? 0xffff : (__mmask16)((1u << (n - j)) - 1);
         __m512 v0 = _mm512_maskz_loadu_ps(k, x[0] + j), v1 = _mm512_maskz_loadu_ps(k, x[1] + j);
         __m512 v2 = _mm512_maskz_loadu_ps(k, x[2] + j), v3 = _mm512_maskz_loadu_ps(k, x[3] + j);
+        for (int r = 0; r < 4; r++)
+            _mm_prefetch((const char *)(next[r] + j), _MM_HINT_T0);
         __m512 cv;
 #define STEP(l)                                                                                \
     cv = _mm512_maskz_loadu_ps(k, c[l] + j);                                                   \
@@ -244,14 +248,17 @@ void sresid__km_dots(const float *x, int64_t ld, int64_t nr, int64_t cols, const
         for (int l = 0; l < g; l++)
             cp[l] = c + (l0 + (l < gl ? l : gl - 1)) * ldc;
         for (int64_t i = 0; i < nr; i += rt) {
-            const float *xp[4];
+            /* the next tile's rows are prefetched while this one runs */
+            const float *xp[4], *np[4];
             int rl = nr - i < rt ? (int)(nr - i) : rt;
-            for (int r = 0; r < rt; r++)
+            for (int r = 0; r < rt; r++) {
                 xp[r] = x + (i + (r < rl ? r : rl - 1)) * ld;
+                np[r] = i + rt + r < nr ? x + (i + rt + r) * ld : xp[r];
+            }
             if (g == 8)
-                tile_2x8(xp, cols, cp, out + i * nc + l0, nc, rl, gl);
+                tile_2x8(xp, np, cols, cp, out + i * nc + l0, nc, rl, gl);
             else
-                tile_4x4(xp, cols, cp, out + i * nc + l0, nc, rl, gl);
+                tile_4x4(xp, np, cols, cp, out + i * nc + l0, nc, rl, gl);
         }
     }
 #else
