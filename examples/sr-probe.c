@@ -34,6 +34,9 @@ static void usage(FILE *f)
             "                     stdout with - (then no tables)\n"
             "  --bins N           entropy histogram bins (default 100)\n"
             "  --k LIST           k-means K values, comma-separated (default 2,4,8,16)\n"
+            "  --kmeans-restarts N  k-means runs per K, the lowest inertia kept, 1..1000\n"
+            "                     (default: by size, 50 for small matrices down to 1\n"
+            "                     from 4096 x 4096; docs/probes.md)\n"
             "  --band F           low-frequency band, a fraction in (0, 1] (default 0.125)\n"
             "  --null-draws D     permutation-null draws for PR and low-frequency power\n"
             "                     (default 0: none)\n"
@@ -434,6 +437,7 @@ typedef struct args {
     size_t nks;
     double band;
     int32_t draws;
+    int32_t restarts;
     uint64_t seed;
     int32_t threads;
     uint32_t kinds, probes;
@@ -482,6 +486,9 @@ static void parse_args(int argc, char **argv, args *a)
             a->nks = parse_ks(val, a->ks, 64);
         else if (VALUE("--band"))
             a->band = sr_cli_parse_real(prog, "--band", val, 0, 1, 1);
+        else if (VALUE("--kmeans-restarts"))
+            a->restarts = (int32_t)sr_cli_parse_int(prog, "--kmeans-restarts", val, 1,
+                                                    SRESID_KMEANS_MAX_INIT);
         else if (VALUE("--null-draws"))
             a->draws = (int32_t)sr_cli_parse_int(prog, "--null-draws", val, 0, 10000);
         else if (VALUE("--seed"))
@@ -629,7 +636,8 @@ int main(int argc, char **argv)
                             .ks = a.nks ? a.ks : NULL,
                             .nks = a.nks,
                             .null_draws = a.draws,
-                            .threads = threads}; /* progress: cli_watch.h */
+                            .threads = threads,
+                            .kmeans_restarts = a.restarts}; /* progress: cli_watch.h */
     sresid_report *r = NULL;
     sr_cli_watch_stage("report");
     sresid_status st =

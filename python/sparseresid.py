@@ -178,7 +178,7 @@ class _EntropyResult(Structure):
 
 class _KmeansOpts(Structure):
     _fields_ = [("size", c_size_t), ("seed", c_uint64), ("max_iter", c_int32),
-                ("reserved", c_int32)]
+                ("reserved", c_int32), ("n_init", c_int32), ("reserved2", c_int32)]
 
 
 class _KmeansResult(Structure):
@@ -286,7 +286,9 @@ class _ReportOpts(Structure):
     _fields_ = [("size", c_size_t), ("probes", c_uint32), ("kinds", c_uint32),
                 ("flags", c_uint32), ("bins", c_int32), ("band", c_double), ("seed", c_uint64),
                 ("ks", POINTER(c_int32)), ("nks", c_size_t), ("null_draws", c_int32),
-                ("threads", c_int32), ("progress", c_void_p), ("progress_user", c_void_p)]
+                ("threads", c_int32), ("progress", c_void_p), ("progress_user", c_void_p),
+                ("monitor", c_void_p), ("monitor_user", c_void_p),
+                ("kmeans_restarts", c_int32)]
 
 
 class _TensorReport(Structure):
@@ -1116,6 +1118,11 @@ SPARSITY_ENERGY_LEVELS = (0.50, 0.90, 0.99)
 SPARSITY_TOP_SHARES = (0.01, 0.10, 0.50)
 #: Default K values of kmeans_explained.
 KMEANS_DEFAULT_KS = (2, 4, 8, 16)
+#: n_init of kmeans_fit / kmeans_explained: the bound, and the value (also
+#: n_init="auto") that picks the runs from the matrix's size, as the report
+#: does by default: min(50, max(1, 2**24 // (rows * cols))).
+KMEANS_MAX_INIT = 1000
+KMEANS_INIT_AUTO = -1
 
 _PROBE_NAMES = {"pr": PROBE_PR, "participation_ratio": PROBE_PR, "lowfreq": PROBE_LOWFREQ,
                 "kmeans": PROBE_KMEANS}
@@ -1357,39 +1364,46 @@ def lowfreq_ratio(a, band=0.125):
     return out.value
 
 
-def _kmeans_opts(seed, max_iter):
+def _kmeans_opts(seed, max_iter, n_init):
     opts = _sized(_KmeansOpts)
     opts.seed = int(seed)
     opts.max_iter = int(max_iter)
+    n_init = KMEANS_INIT_AUTO if n_init == "auto" else int(n_init)
+    opts.n_init = 0 if n_init == 1 else n_init  # 0 means 1, also to a 1.0 library
     return opts
 
 
-def kmeans_fit(a, k, seed=0, max_iter=0):
+def kmeans_fit(a, k, seed=0, max_iter=0, n_init=1):
     """k-means on the rows of a float32 matrix (k-means++ from seed, then Lloyd
-    until stable or max_iter; 0 means 100). Returns (labels int32[rows],
-    centers float32[k, cols], inertia, iterations)."""
+    until stable, until the centres move less than the tolerance, or
+    max_iter; 0 means 100), n_init runs from seeds derived from seed (the
+    first is seed itself; "auto": by the size, as the report), the lowest
+    inertia kept. Returns (labels
+    int32[rows], centers float32[k, cols], inertia, iterations of the kept
+    run)."""
     m = _Mat(a)
     k = int(k)
     labels = np.empty(m.rows, dtype=np.int32)
     centers = np.empty((max(k, 0), m.cols), dtype=np.float32)
     inertia, iters = c_double(), c_int32()
-    opts = _kmeans_opts(seed, max_iter)
+    opts = _kmeans_opts(seed, max_iter, n_init)
     _check(_lib.sresid_kmeans_fit(*m.args(), k, byref(opts), labels.ctypes.data,
                                     centers.ctypes.data, byref(inertia), byref(iters)))
     return labels, centers, inertia.value, int(iters.value)
 
 
-def kmeans_explained(a, ks=KMEANS_DEFAULT_KS, seed=0, max_iter=0):
+def kmeans_explained(a, ks=KMEANS_DEFAULT_KS, seed=0, max_iter=0, n_init=1):
     """Explained variance 1 - W_K / T for each K in ks, with the same figure
-    on a Gaussian matrix of the same shape and variance. Returns a list of
-    dict(k, iterations, explained, explained_random, difference)."""
+    on a Gaussian matrix of the same shape and variance (n_init runs on
+    each, the lowest inertia kept). Returns a list of dict(k, iterations,
+    explained, explained_random, difference)."""
     m = _Mat(a)
     kl = [int(k) for k in ks]
     karr = np.array(kl, dtype=np.int32)
     out = (_KmeansResult * max(len(kl), 1))()
     for r in out:
         r.size = ctypes.sizeof(_KmeansResult)
-    opts = _kmeans_opts(seed, max_iter)
+    opts = _kmeans_opts(seed, max_iter, n_init)
     _check(_lib.sresid_kmeans_explained(*m.args(), karr.ctypes.data if kl else None, len(kl),
                                           byref(opts), out))
     return [{"k": int(r.k), "iterations": int(r.iterations), "explained": r.explained,
@@ -1447,7 +1461,8 @@ class Report(_Handle):
 
     Options as in sresid_report_opts: probes (PROBE_* bits), kinds (list of kind
     names or a bit mask), bins, band, seed, ks, null_draws, threads,
-    fail_nonfinite; progress, a callable(done, total, name) after each unit
+    fail_nonfinite, kmeans_restarts (0: by each matrix's size, see
+    KMEANS_INIT_AUTO); progress, a callable(done, total, name) after each unit
     of work (Ctrl-C stops the run: docs/python.md, "Progress and Ctrl-C").
     The figures are read with json() (the documented JSON
     document as a dict) or the struct accessors tensor(i), group(g), layer(i)."""
@@ -1455,7 +1470,8 @@ class Report(_Handle):
     _what = "report"
 
     def __init__(self, source, probes=0, kinds=0, bins=0, band=0.0, seed=0, ks=None,
-                 null_draws=0, threads=0, fail_nonfinite=False, progress=None):
+                 null_draws=0, threads=0, fail_nonfinite=False, progress=None,
+                 kmeans_restarts=0):
         self._h = None
         if isinstance(kinds, (list, tuple)):
             names = {kind_name(k): k for k in range(5)}
@@ -1465,6 +1481,7 @@ class Report(_Handle):
             int(probes), int(kinds), int(bins), float(band), int(seed))
         opts.flags = REPORT_FAIL_NONFINITE if fail_nonfinite else 0
         opts.null_draws, opts.threads = int(null_draws), int(threads)
+        opts.kmeans_restarts = int(kmeans_restarts)
         self._ks = None
         if ks is not None:
             self._ks = (c_int32 * len(ks))(*[int(k) for k in ks])

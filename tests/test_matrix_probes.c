@@ -607,6 +607,58 @@ START_TEST(kmeans_deterministic)
 }
 END_TEST
 
+/* splitmix64's output function (docs/probes.md, Generator), for the seeds
+ * of the restarts */
+static uint64_t mix64(uint64_t z)
+{
+    z += 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+START_TEST(kmeans_restarts)
+{
+    /* overlapping Gaussian data: the runs of different seeds differ */
+    const int rows = 240, cols = 12, k = 7, runs = 5;
+    float *x = gaussian((int64_t)rows * cols, 41);
+    int32_t lab[240], blab[240], it, bit = 0;
+    float cen[7 * 12], bcen[7 * 12];
+    double w, best = INFINITY, worst = 0;
+    const uint64_t seed = 77;
+    for (int r = 0; r < runs; r++) {
+        sresid_kmeans_opts o = {.size = sizeof o, .seed = r ? mix64(seed + (uint64_t)r) : seed};
+        ck_assert_ok(sresid_kmeans_fit(x, rows, cols, cols, k, &o, lab, cen, &w, &it));
+        worst = w > worst ? w : worst;
+        if (w < best) { /* the first on a tie */
+            best = w;
+            bit = it;
+            memcpy(blab, lab, sizeof lab);
+            memcpy(bcen, cen, sizeof cen);
+        }
+    }
+    ck_assert(worst > best * 1.001);
+    sresid_kmeans_opts o = {.size = sizeof o, .seed = seed, .n_init = runs};
+    ck_assert_ok(sresid_kmeans_fit(x, rows, cols, cols, k, &o, lab, cen, &w, &it));
+    ck_assert_double_eq(w, best);
+    ck_assert_int_eq(it, bit);
+    ck_assert(memcmp(lab, blab, sizeof lab) == 0 && memcmp(cen, bcen, sizeof cen) == 0);
+    /* only the inertia asked for */
+    double w2;
+    ck_assert_ok(sresid_kmeans_fit(x, rows, cols, cols, k, &o, NULL, NULL, &w2, NULL));
+    ck_assert_double_eq(w2, best);
+    /* 2880 values: the size rule gives 50 runs */
+    double wa, w50;
+    o.n_init = SRESID_KMEANS_INIT_AUTO;
+    ck_assert_ok(sresid_kmeans_fit(x, rows, cols, cols, k, &o, NULL, NULL, &wa, NULL));
+    o.n_init = 50;
+    ck_assert_ok(sresid_kmeans_fit(x, rows, cols, cols, k, &o, NULL, NULL, &w50, NULL));
+    ck_assert_double_eq(wa, w50);
+    ck_assert(wa <= best);
+    free(x);
+}
+END_TEST
+
 START_TEST(kmeans_errors)
 {
     float x[20];
@@ -628,6 +680,17 @@ START_TEST(kmeans_errors)
     ck_assert_status(sresid_kmeans_fit(x, 5, 4, 4, 2, &o, lab, NULL, &w, NULL),
                      SRESID_ERR_INVALID_ARG);
     o.reserved = 0;
+    const int32_t bad_init[3] = {-2, SRESID_KMEANS_MAX_INIT + 1, INT32_MIN};
+    for (int i = 0; i < 3; i++) {
+        o.n_init = bad_init[i];
+        ck_assert_status(sresid_kmeans_fit(x, 5, 4, 4, 2, &o, lab, NULL, &w, NULL),
+                         SRESID_ERR_INVALID_ARG);
+    }
+    o.n_init = 0;
+    o.reserved2 = 1;
+    ck_assert_status(sresid_kmeans_fit(x, 5, 4, 4, 2, &o, lab, NULL, &w, NULL),
+                     SRESID_ERR_INVALID_ARG);
+    o.reserved2 = 0;
     o.size = 4;
     ck_assert_status(sresid_kmeans_fit(x, 5, 4, 4, 2, &o, lab, NULL, &w, NULL),
                      SRESID_ERR_INVALID_ARG);
@@ -799,6 +862,7 @@ Suite *suite_matrix(void)
     tcase_add_test(tc, kmeans_blobs);
     tcase_add_test(tc, kmeans_gaussian_matches_baseline);
     tcase_add_test(tc, kmeans_k_equals_rows_and_one);
+    tcase_add_test(tc, kmeans_restarts);
     tcase_add_test(tc, kmeans_deterministic);
     tcase_add_test(tc, kmeans_errors);
     tcase_set_timeout(tc, 120);

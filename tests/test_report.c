@@ -939,12 +939,45 @@ START_TEST(model_report_and_nulls)
     size_t ri;
     tensor_of(r, f.spec[q].name, &ri);
     ck_assert_ok(sresid_report_tensor_kmeans(r, ri, 1, &kr));
-    sresid_kmeans_opts ko = {.size = sizeof ko, .seed = mix64(mix64(99 ^ fnv1a(f.spec[q].name)) + 2)};
+    /* ... and its runs follow the size by default (SRESID_KMEANS_INIT_AUTO) */
+    sresid_kmeans_opts ko = {.size = sizeof ko,
+                             .seed = mix64(mix64(99 ^ fnv1a(f.spec[q].name)) + 2),
+                             .n_init = SRESID_KMEANS_INIT_AUTO};
     const int32_t k4 = 4;
     ck_assert_ok(sresid_kmeans_explained(f.trained[q], f.spec[q].shape[0], f.spec[q].shape[1],
                                          f.spec[q].shape[1], &k4, 1, &ko, &kw));
     ck_assert_double_eq(kr.explained, kw.explained);
     ck_assert_double_eq(kr.explained_random, kw.explained_random);
+    /* a small matrix gets 50 runs, and one run lands elsewhere here */
+    sresid_kmeans_result k1 = {.size = sizeof k1};
+    ko.n_init = 50;
+    ck_assert_ok(sresid_kmeans_explained(f.trained[q], f.spec[q].shape[0], f.spec[q].shape[1],
+                                         f.spec[q].shape[1], &k4, 1, &ko, &kw));
+    ck_assert_double_eq(kr.explained, kw.explained);
+    ko.n_init = 1;
+    ck_assert_ok(sresid_kmeans_explained(f.trained[q], f.spec[q].shape[0], f.spec[q].shape[1],
+                                         f.spec[q].shape[1], &k4, 1, &ko, &k1));
+    ck_assert(k1.explained < kr.explained);
+    /* an explicit count reaches the probe */
+    sresid_report *r3 = NULL;
+    o.kmeans_restarts = 3;
+    o.probes = SRESID_PROBE_KMEANS;
+    ck_assert_ok(sresid_report_model(f.mt, &o, &r3));
+    ck_assert_ok(sresid_report_tensor_kmeans(r3, ri, 1, &kr));
+    ko.n_init = 3;
+    ck_assert_ok(sresid_kmeans_explained(f.trained[q], f.spec[q].shape[0], f.spec[q].shape[1],
+                                         f.spec[q].shape[1], &k4, 1, &ko, &kw));
+    ck_assert_double_eq(kr.explained, kw.explained);
+    ck_assert_double_eq(kr.explained_random, kw.explained_random);
+    char *js3 = NULL;
+    ck_assert_ok(sresid_report_json(r3, 0, &js3));
+    json_t *root3 = json_loads(js3, 0, NULL);
+    ck_assert_ptr_nonnull(root3);
+    ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(root3, "options"),
+                                                        "kmeans_restarts")), 3);
+    json_decref(root3);
+    sresid_free(js3);
+    sresid_report_free(r3);
 
     char *js = NULL;
     ck_assert_ok(sresid_report_json(r, 0, &js));
@@ -1001,7 +1034,8 @@ START_TEST(json_document)
     require_keys(root, top, "the document");
     ck_assert_str_eq(json_string_value(json_object_get(root, "source")), "residual");
     static const char *const opt[] = {"probes", "kinds", "bins", "band", "seed", "ks",
-                                      "null_draws", "threads", "nonfinite", "layout", NULL};
+                                      "null_draws", "kmeans_restarts", "threads",
+                                      "nonfinite", "layout", NULL};
     json_t *o = json_object_get(root, "options");
     require_keys(o, opt, "options");
     ck_assert_uint_eq(json_array_size(json_object_get(o, "probes")), 7);
@@ -1190,6 +1224,8 @@ START_TEST(options_validated)
         {"ks, nks 0", {.size = sizeof(sresid_report_opts), .ks = ks_ok}},
         {"draws > 10000", {.size = sizeof(sresid_report_opts), .null_draws = 10001}},
         {"draws < 0", {.size = sizeof(sresid_report_opts), .null_draws = -1}},
+        {"restarts < 0", {.size = sizeof(sresid_report_opts), .kmeans_restarts = -1}},
+        {"restarts > 1000", {.size = sizeof(sresid_report_opts), .kmeans_restarts = 1001}},
         {"threads > 4096", {.size = sizeof(sresid_report_opts), .threads = 4097}},
         {"threads < 0", {.size = sizeof(sresid_report_opts), .threads = -1}},
         {"probe bit", {.size = sizeof(sresid_report_opts), .probes = 0x80}},

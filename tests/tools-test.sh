@@ -150,7 +150,7 @@ else
     check "sr-probe without arguments exits 2" rc_is pnoargs 2
     for bad_args in "--frobnicate" "--bins 0" "--bins x" "--k 2,,4" "--k 0" "--band 0" \
         "--band 1.5" "--null-draws -1" "--seed -3" "--threads 0" "--kinds attention,bogus" "--only attention,bogus" \
-        "--probes pr,bogus" "--layout sideways"; do
+        "--probes pr,bogus" "--layout sideways" "--kmeans-restarts 0" "--kmeans-restarts 1001"; do
         # shellcheck disable=SC2086
         runp pbad $bad_args "$BASE"
         check "sr-probe $bad_args exits 2" rc_is pbad 2
@@ -181,6 +181,29 @@ else
         'tensor("dense3/conv3/pointwise_filter")["rows"] == 256 and 1 <= tensor("dense3/conv3/pointwise_filter")["pr"] <= 256'
     check "report: vectors have null matrix figures" jpy "$J" \
         'tensor("dense0/conv0/bias")["pr"] is None and tensor("dense0/conv0/bias")["kmeans"] is None'
+    check "report: k-means runs by size by default (kmeans_restarts 0)" jpy "$J" \
+        'd["options"]["kmeans_restarts"] == 0'
+
+    # every matrix here has at most 65536 values: the size rule gives 50 runs
+    runp prestarts --json - --skip-mismatched --layout out-last --probes kmeans \
+        --kmeans-restarts 50 "$BASE" "$TRAINED"
+    runp prestart1 --json - --skip-mismatched --layout out-last --probes kmeans \
+        --kmeans-restarts 1 "$BASE" "$TRAINED"
+    check "--kmeans-restarts 50 exits 0 and is recorded" jpy "$TMP/prestarts.out" \
+        'd["options"]["kmeans_restarts"] == 50'
+    # kmcmp OP A B: the k-means figures of report A against report B (same
+    # tensors): "eq" all equal, "lower" A below B somewhere
+    kmcmp() {
+        "$PY" -c '
+import json, sys
+def km(p):
+    return [x["explained"] for t in json.load(open(p))["tensors"] if t["kmeans"] for x in t["kmeans"]]
+a, b = km(sys.argv[2]), km(sys.argv[3])
+ok = a == b if sys.argv[1] == "eq" else len(a) == len(b) and any(x < y - 1e-9 for x, y in zip(a, b))
+sys.exit(0 if ok and a else 1)' "$@"
+    }
+    check "--kmeans-restarts 50 gives the default's figures" kmcmp eq "$TMP/prestarts.out" "$J"
+    check "--kmeans-restarts 1 lands lower somewhere" kmcmp lower "$TMP/prestart1.out" "$J"
 
     runp ptext --skip-mismatched --layout out-last --json "$TMP/saved.json" "$BASE" "$TRAINED"
     check "sr-probe text + --json FILE exits 0" rc_is ptext 0

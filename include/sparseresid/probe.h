@@ -154,18 +154,35 @@ typedef struct sresid_kmeans_opts {
     uint64_t seed;     /* k-means++ seeding (0 is a valid seed) */
     int32_t max_iter;  /* Lloyd iterations; 0 means 100 */
     int32_t reserved;  /* 0 */
+    /* since 1.1: runs from different seeds, the lowest inertia kept (the
+       first run uses seed itself); 0 means 1, at most SRESID_KMEANS_MAX_INIT,
+       or SRESID_KMEANS_INIT_AUTO: as many as the matrix's size allows */
+    int32_t n_init;
+    int32_t reserved2; /* 0 */
 } sresid_kmeans_opts;
+
+/* Since 1.1: the bound of sresid_kmeans_opts.n_init, and the value that
+ * picks the count from the size: min(50, max(1, floor(2^24 / (rows x
+ * cols)))) runs, so that a matrix of up to 335544 values gets 50 and one of
+ * 4096 x 4096 or more gets 1 (docs/probes.md, Restarts). The report's
+ * default. */
+#define SRESID_KMEANS_MAX_INIT  1000
+#define SRESID_KMEANS_INIT_AUTO -1
 
 /* k-means on the rows of a (rows points in cols dimensions): greedy
  * k-means++ from the seed (2 + floor(ln k) candidates per step, drawn with
  * probability proportional to D(x)^2, the one leaving the smallest
- * potential kept), then Lloyd iterations until no assignment changes or
- * max_iter; distances through BLIS products, ties to the lower index. A
- * cluster left empty takes the row farthest from its centre. After max_iter
- * the rows are assigned once more to the final centres. labels (rows
- * entries), centers (k x cols), inertia and iterations may each be NULL.
- * inertia = sum of squared distances to the assigned centres, in double.
- * 1 <= k <= rows. Errors: INVALID_ARG, NONFINITE, NOMEM. */
+ * potential kept), then Lloyd iterations until no assignment changes, the
+ * centres move by at most the tolerance (since 1.1: squared shifts summed
+ * <= 1e-4 x the mean column variance, as scikit-learn) or max_iter; ties
+ * to the lower index. A cluster left empty takes the row farthest from its
+ * centre. Unless no assignment changed, the rows are assigned once more to
+ * the final centres. With opts->n_init > 1, that many runs (seeds in
+ * docs/probes.md, Restarts) and the one of lowest inertia is returned.
+ * labels (rows entries), centers (k x cols), inertia and iterations (of
+ * the returned run) may each be NULL. inertia = sum of squared distances
+ * to the assigned centres, in double. 1 <= k <= rows. Reads a only; may
+ * run concurrently. Errors: INVALID_ARG, NONFINITE, NOMEM. */
 SRESID_API sresid_status sresid_kmeans_fit(const float *a, int64_t rows, int64_t cols, int64_t ld,
                                            int32_t k, const sresid_kmeans_opts *opts,
                                            int32_t *labels, float *centers, double *inertia,
@@ -180,7 +197,8 @@ typedef struct sresid_kmeans_result {
     double difference;       /* explained - explained_random */
 } sresid_kmeans_result;
 
-/* Explained variance for each k in ks[0..nk); out has nk entries (set each
+/* Explained variance for each k in ks[0..nk), each from the best of
+ * opts->n_init runs on a and on the baseline; out has nk entries (set each
  * out[i].size, all equal; entries are read out[0].size bytes apart, so an
  * array of a later, larger struct works too). T = sum of squared distances
  * of the rows to their mean row. The Gaussian matrix (mean 0, the variance

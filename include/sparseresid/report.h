@@ -59,6 +59,11 @@ typedef struct sresid_report_opts {
        those of progress. NULL: the thread's default (sresid_set_monitor) */
     sresid_monitor_fn monitor;
     void *monitor_user;
+    /* since 1.1: k-means runs per K and matrix (the Gaussian baseline's
+       too), the lowest inertia kept; 0 = by the matrix's size
+       (SRESID_KMEANS_INIT_AUTO, probe.h: 50 up to 335544 values, 1 from
+       4096 x 4096); at most SRESID_KMEANS_MAX_INIT */
+    int32_t kmeans_restarts;
 } sresid_report_opts;
 
 /* Run the report over a residual's paired tensors (trained - base).

@@ -125,6 +125,7 @@ static json_t *options_json(jb *b, const sresid_report *r)
     }
     put(b, j, "ks", ks);
     put(b, j, "null_draws", json_integer(o->null_draws));
+    put(b, j, "kmeans_restarts", json_integer(o->kmeans_restarts));
     put(b, j, "threads", json_integer(o->threads));
     put(b, j, "nonfinite",
         json_string(o->flags & SRESID_REPORT_FAIL_NONFINITE ? "fail" : "exclude"));

@@ -79,6 +79,9 @@ static sresid_status resolve_opts(const sresid_report_opts *opts, sresid_report 
     if (o.null_draws < 0 || o.null_draws > MAX_DRAWS)
         return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: null_draws %d is not in [0, %d]", fn,
                             (int)o.null_draws, MAX_DRAWS);
+    if (o.kmeans_restarts < 0 || o.kmeans_restarts > SRESID_KMEANS_MAX_INIT)
+        return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: kmeans_restarts %d is not in [0, %d]",
+                            fn, (int)o.kmeans_restarts, SRESID_KMEANS_MAX_INIT);
     if (o.threads < 0 || o.threads > 4096)
         return sresid__fail(SRESID_ERR_INVALID_ARG, "%s: threads %d is not in [0, 4096]", fn,
                             (int)o.threads);
@@ -248,7 +251,10 @@ static sresid_status matrix_probes(const run *u, sresid__rtensor *t, const float
             return probe_fail(st, t, "low-frequency power");
     }
     if (probe_on(u, SRESID_PROBE_KMEANS)) {
-        sresid_kmeans_opts ko = {.size = sizeof ko, .seed = sub_seed(t->seed, SEED_KMEANS)};
+        sresid_kmeans_opts ko = {.size = sizeof ko,
+                                 .seed = sub_seed(t->seed, SEED_KMEANS),
+                                 .n_init = o->kmeans_restarts ? o->kmeans_restarts
+                                                              : SRESID_KMEANS_INIT_AUTO};
         for (size_t j = 0; j < o->nks; j++)
             t->km[j].size = sizeof t->km[j];
         st = sresid_kmeans_explained(x, m, n, n, o->ks, o->nks, &ko, t->km);

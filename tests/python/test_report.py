@@ -16,7 +16,7 @@ import unittest
 
 import numpy as np
 
-from .test_model import BASE, ROOT, TRAINED, StFile, TmpDirCase, st_write
+from .test_model import BASE, ROOT, TRAINED, StFile, TmpDirCase, sr, st_write
 
 try:
     import scipy.stats
@@ -458,6 +458,39 @@ class TestEncoderDecoderPair(TmpDirCase):
                              [e["stack"] for e in doc["correlation_pairs"]])
             self.assertEqual([rep.tensor(i)["stack"] for i in range(len(rep))],
                              [t["stack"] or "" for t in doc["tensors"]])
+
+
+class TestKMeansRestarts(unittest.TestCase):
+    """The report's k-means runs (kmeans_restarts; 0 = by size)."""
+
+    def test_default_on_a_spike_matrix(self):
+        from sklearn.cluster import KMeans
+        g = np.random.default_rng(31)
+        x = np.zeros((192, 320), np.float32)  # mostly zeros, a few large entries
+        hit = g.random(x.shape) < 0.01
+        x[hit] = g.standard_normal(hit.sum()).astype(np.float32) * 10
+        x64 = x.astype(np.float64)
+        total = ((x64 - x64.mean(0)) ** 2).sum()
+        with sr.Model.create() as m:
+            m.add("model.layers.0.mlp.down_proj.weight", x)
+            docs = {}
+            for n in (0, 1, 50):
+                with sr.Report(m, probes=sr.PROBE_KMEANS, ks=[4, 8], threads=1,
+                               kmeans_restarts=n) as rep:
+                    docs[n] = rep.json()
+            with self.assertRaises(sr.SparseResidError) as cm:
+                sr.Report(m, kmeans_restarts=-1)
+            self.assertEqual(cm.exception.status, sr.ERR_INVALID_ARG)
+        for n, doc in docs.items():
+            self.assertEqual(doc["options"]["kmeans_restarts"], n)
+        km = {n: [k["explained"] for k in doc["tensors"][0]["kmeans"]] for n, doc in docs.items()}
+        self.assertEqual(km[0], km[50])  # 61440 values: 50 runs
+        for j, k in enumerate((4, 8)):
+            ref = np.mean([1 - KMeans(n_clusters=k, n_init=10, random_state=rs).fit(x).inertia_
+                           / total for rs in range(3)])
+            self.assertGreaterEqual(km[0][j], ref - 0.005, "K=%d: %.4f vs sklearn %.4f"
+                                    % (k, km[0][j], ref))
+        self.assertLess(min(a - b for a, b in zip(km[1], km[0])), -0.005)
 
 
 if __name__ == "__main__":
